@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine (see README):
+#   make reproduce   # every figure on the default profile, into figures/
+#   make test        # the whole suite: unit, parity, nbval
+# Both create .venv (pinned torch from the local wheel cache) when it is missing.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.redestyle-installed
+# Kernels and matplotlib write caches under HOME: keep them inside the checkout.
+export IPYTHONDIR     := $(CURDIR)/.cache/ipython
+export MPLCONFIGDIR   := $(CURDIR)/.cache/matplotlib
+export TORCH_HOME     := $(CURDIR)/.cache/torch
+export JUPYTER_CONFIG_DIR := $(CURDIR)/.cache/jupyter
+export JUPYTER_DATA_DIR := $(CURDIR)/$(VENV)/share/jupyter
+
+.PHONY: venv reproduce test lab bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar off --quiet --upgrade pip setuptools
+	$(PY) -m pip install --progress-bar off --quiet -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(PY) -m redestyle reproduce $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(ARGS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: $(STAMP)
+	$(PY) -m redestyle bench $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check redestyle tests benchmarks
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info

@@ -1,0 +1,55 @@
+"""The ``redestyle`` command (also ``python -m redestyle``).
+
+Every verb's ``--help`` works without weights or a GPU: heavy modules are imported only
+inside the verb that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _weights(args) -> int:
+    from . import checkpoints
+
+    return checkpoints.main_weights_list(args)
+
+
+def _reproduce(args) -> int:
+    from . import reproduce
+
+    return reproduce.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="redestyle",
+        description="Re-Destyle: encoder-only facial destylization for DualStyleGAN.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser("weights", help="official weight files: what is known and present")
+    p.add_argument("action", choices=["list"], help="list the registry")
+    p.add_argument("--weights", default=None, help="weights folder (default: $REDESTYLE_WEIGHTS)")
+    p.set_defaults(func=_weights)
+
+    from .reproduce import add_arguments as reproduce_arguments
+
+    p = verbs.add_parser("reproduce", help="run the notebooks headlessly (papermill): every figure")
+    reproduce_arguments(p)
+    p.set_defaults(func=_reproduce)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

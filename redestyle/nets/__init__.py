@@ -1,0 +1,1 @@
+"""Networks of the StyleGAN family, one module per family, official state-dict keys."""

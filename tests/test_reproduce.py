@@ -1,0 +1,71 @@
+"""The papermill runner behind `redestyle reproduce`."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from redestyle import reproduce
+
+
+def _notebook(path: Path, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "tiny"\nout_dir = "figures"\nseed = 0')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _args(tmp_path, **kw):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    reproduce.add_arguments(parser)
+    argv = ["--notebooks", str(tmp_path / "nb"), "--figures", str(tmp_path / "fig"),
+            "--executed", str(tmp_path / "exec")]
+    for k, v in kw.items():
+        argv += [f"--{k}", str(v)]
+    return parser.parse_args(argv)
+
+
+def test_find_notebooks_orders_and_filters(tmp_path):
+    for name in ["02_b.ipynb", "01_a.ipynb", "notes.ipynb"]:
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in reproduce.find_notebooks(tmp_path)] == ["01_a.ipynb", "02_b.ipynb"]
+    assert [p.name for p in reproduce.find_notebooks(tmp_path, ["2"])] == ["02_b.ipynb"]
+    with pytest.raises(ValueError, match="no notebook numbered 07"):
+        reproduce.find_notebooks(tmp_path, ["07"])
+
+
+def test_runner_injects_parameters(tmp_path, capsys):
+    (tmp_path / "nb").mkdir()
+    _notebook(tmp_path / "nb" / "01_write.ipynb",
+              "import json, pathlib\n"
+              "pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
+              "pathlib.Path(out_dir, 'p.json').write_text(json.dumps([profile, seed]))")
+    code = reproduce.main(_args(tmp_path, seed=7))
+    assert code == 0
+    assert json.loads((tmp_path / "fig" / "p.json").read_text()) == ["tiny", 7]
+    assert (tmp_path / "exec" / "01_write.ipynb").is_file()
+    assert "[1/1] 01_write.ipynb ... ok" in capsys.readouterr().out
+
+
+def test_failing_notebook_exits_nonzero_with_its_name(tmp_path, capsys):
+    (tmp_path / "nb").mkdir()
+    _notebook(tmp_path / "nb" / "01_ok.ipynb", "x = 1")
+    _notebook(tmp_path / "nb" / "02_boom.ipynb", "raise RuntimeError('kaputt')")
+    _notebook(tmp_path / "nb" / "03_never.ipynb", "x = 3")
+    code = reproduce.main(_args(tmp_path))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "02_boom.ipynb failed" in captured.err and "RuntimeError: kaputt" in captured.err
+    assert not (tmp_path / "exec" / "03_never.ipynb").exists()
+
+
+def test_no_notebooks_is_not_an_error(tmp_path, capsys):
+    (tmp_path / "nb").mkdir()
+    assert reproduce.main(_args(tmp_path)) == 0
+    assert "no notebooks yet" in capsys.readouterr().out
