@@ -17,6 +17,12 @@ def _weights(args) -> int:
     return checkpoints.main_weights_list(args)
 
 
+def _align(args) -> int:
+    from .align import cli_align
+
+    return cli_align(args)
+
+
 def _reproduce(args) -> int:
     from . import reproduce
 
@@ -35,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list"], help="list the registry")
     p.add_argument("--weights", default=None, help="weights folder (default: $REDESTYLE_WEIGHTS)")
     p.set_defaults(func=_weights)
+
+    from .align import add_align_arguments
+
+    p = verbs.add_parser("align", help="FFHQ-align the faces of a folder (dlib 68 landmarks)")
+    add_align_arguments(p)
+    p.set_defaults(func=_align)
 
     from .reproduce import add_arguments as reproduce_arguments
 
