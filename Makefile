@@ -29,7 +29,7 @@ reproduce: $(STAMP)
 	$(PY) -m redestyle reproduce $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(ARGS)
+	REDESTYLE_FIGURES_DIR=$(CURDIR)/.cache/test-figures $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(ARGS)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks

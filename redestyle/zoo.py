@@ -1,0 +1,336 @@
+"""Model bundles per profile: the official networks from a weights folder, or the tiny ones.
+
+``build_models("tiny")`` constructs every network with seeded random weights (same classes as
+the official models, small widths; see ``config.PROFILES``). ``build_models("ffhq1024",
+weights_dir=...)`` loads the official files through ``redestyle.checkpoints`` (strict loads,
+errors that name the missing file and where to get it). Only the methods asked for are built.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import Profile, get_profile
+
+#: Fig. 1 methods -> official checkpoint file(s).
+ENCODER_FILES = {
+    "psp": "psp_ffhq_encode.pt",
+    "e4e": "e4e_ffhq_encode.pt",
+    "restyle_psp": "restyle_psp_ffhq_encode.pt",
+    "restyle_e4e": "restyle_e4e_ffhq_encode.pt",
+    "hyperstyle": "hyperstyle_ffhq.pt",
+    "dsg_zplus": "encoder.pt",
+}
+GENERATOR_FILE = "stylegan2-ffhq-config-f.pt"
+ID_FILE = "model_ir_se50.pth"
+VGG16_FILE = "vgg16-397923af.pth"
+W_ENCODER_FILE = "faces_w_encoder.pt"
+#: g' of the destylization baseline: StyleGAN2 fine-tuned on a style set (DualStyleGAN finetune_stylegan.py).
+G_PRIME_FILE = "{style}/finetune-000600.pt"
+#: Relative size of the tiny profile's seeded "fine-tuning" perturbation of the generator weights.
+TINY_G_PRIME_PERTURBATION = 0.05
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Models:
+    """The networks one notebook or command needs, on one device, in eval mode."""
+
+    profile: Profile
+    generator: torch.nn.Module
+    latent_avg: torch.Tensor  # [n_latent, D] of ReStyle-pSp (the destylizer)
+    encoders: dict = field(default_factory=dict)  # method -> module (hyperstyle: (hypernet, w_encoder))
+    latent_avgs: dict = field(default_factory=dict)  # method -> [n_latent, D]
+    lpips: torch.nn.Module | None = None
+    id_features: torch.nn.Module | None = None  # IR-SE50 ArcFace (None when its weights are absent)
+    pretrained: bool = False  # official weights (False: tiny seeded random weights)
+    g_prime: torch.nn.Module | None = None  # the baseline's fine-tuned generator (build_models(g_prime_style=...))
+    zplus_from_avg: bool = False  # encoder.pt opts.start_from_latent_avg: add latent_avg to its z+ codes
+    _avg_image: torch.Tensor | None = None
+
+    def encoder(self, method: str):
+        try:
+            return self.encoders[method]
+        except KeyError:
+            raise KeyError(f"method {method!r} was not built; built: {sorted(self.encoders)}") from None
+
+    def latent_avg_for(self, method: str) -> torch.Tensor:
+        return self.latent_avgs.get(method, self.latent_avg)
+
+    @property
+    def avg_image(self) -> torch.Tensor:
+        """ReStyle's average image [3, P, P] (decoded once, cached)."""
+        if self._avg_image is None:
+            from .inversion import average_image
+
+            self._avg_image = average_image(self.generator, self.latent_avg, pool_size=self.profile.pool_size)
+        return self._avg_image
+
+    @property
+    def label(self) -> str:
+        return self.profile.label
+
+    def encode_zplus(self, images: torch.Tensor) -> torch.Tensor:
+        """DualStyleGAN's z+ pSp (``encoder.pt``, method "dsg_zplus"): images -> z+ codes.
+
+        images: [B, 3, P, P] in [-1, 1] at the encoder resolution. Returns [B, n_latent, D] z+
+        codes, to be mapped per layer (``Generator(..., z_plus_latent=True)``). ``latent_avg`` is
+        added only when the checkpoint's opts say ``start_from_latent_avg`` (DualStyleGAN
+        model/encoder/psp.py adds it before the mapping; encoders.md §6: the flag of the
+        published file is unknown, so it is read from the file, never assumed).
+        """
+        codes = self.encoder("dsg_zplus")(images)
+        if self.zplus_from_avg:
+            codes = codes + self.latent_avgs["dsg_zplus"].unsqueeze(0)
+        return codes
+
+    def to(self, device: str | torch.device) -> Models:
+        """Move every network and tensor to ``device`` (in place); returns self."""
+        device = torch.device(device)
+        modules = [self.generator, self.g_prime, self.lpips, self.id_features]
+        for value in self.encoders.values():
+            modules += list(value) if isinstance(value, tuple) else [value]
+        for m in modules:
+            if m is not None:
+                m.to(device)
+        self.latent_avg = self.latent_avg.to(device)
+        self.latent_avgs = {k: v.to(device) for k, v in self.latent_avgs.items()}
+        if self._avg_image is not None:
+            self._avg_image = self._avg_image.to(device)
+        return self
+
+
+def _seeded(name: str, seed: int, build):
+    """Build a module under a private RNG seeded by (name, seed): order-independent init."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed((zlib.crc32(name.encode()) ^ (seed * 0x9E3779B1)) % 2**31)
+        return build()
+
+
+def _damp_heads(encoder: torch.nn.Module, factor: float = 0.1) -> torch.nn.Module:
+    """Scale the map2style output layers of a random encoder by ``factor``.
+
+    With unit-scale random heads the ReStyle loop's residuals grow several-fold per iteration (the
+    parity fixtures met the same effect); 0.1 keeps the tiny profile's loops bounded.
+    """
+    with torch.no_grad():
+        for name, p in encoder.named_parameters():
+            if name.startswith("styles.") and ".linear." in name:
+                p.mul_(factor)
+    return encoder
+
+
+def _tiny_models(profile: Profile, methods, seed: int) -> Models:
+    from .nets import encoders as enc
+    from .nets.stylegan2 import Generator
+
+    gc, ec = profile.generator, profile.encoder
+    generator = _seeded("generator", seed, lambda: Generator(**gc.kwargs()))
+    with torch.no_grad():
+        mean = generator.mean_latent(4096, generator=torch.Generator().manual_seed(seed))
+    latent_avg = mean.reshape(1, -1).expand(gc.n_latent, -1).clone()
+    common = dict(n_styles=gc.n_latent, style_dim=gc.style_dim, input_size=ec.input_size, widths=ec.widths)
+    classes = {
+        "psp": enc.GradualStyleEncoder,
+        "e4e": enc.Encoder4Editing,
+        "restyle_psp": enc.BackboneEncoder,
+        "restyle_e4e": enc.ProgressiveBackboneEncoder,
+        "dsg_zplus": enc.GradualStyleEncoder,
+    }
+    encoders = {}
+    for method in methods:
+        if method in classes:
+            encoders[method] = _seeded(method, seed, lambda c=classes[method]: _damp_heads(
+                c(ec.num_layers, ec.mode, **common)))
+        elif method == "hyperstyle":
+            from .nets.hyperstyle import SHARED_LAYERS, HyperNetwork, WEncoder, layer_shapes_of
+
+            shapes = layer_shapes_of(generator)
+            # The shared hypernet serves one weight shape: keep the official shared layers of the
+            # first (4x4-conv) shape; narrower tiny layers get their own heads.
+            shared = [i for i in SHARED_LAYERS if i < len(shapes) and shapes[i] == shapes[0]]
+            hyper = _seeded("hyperstyle", seed, lambda: HyperNetwork(
+                shapes, shared_layers=shared, input_size=ec.input_size, widths=ec.widths,
+                code_dim=gc.style_dim, hyper_inner=16, refine_inner=32))
+            w_enc = _seeded("w_encoder", seed, lambda: WEncoder(
+                ec.num_layers, ec.mode, n_latent=gc.n_latent, style_dim=gc.style_dim, widths=ec.widths))
+            _damp_outputs(hyper)
+            encoders[method] = (hyper.eval(), w_enc.eval())
+    for module in encoders.values():
+        for m in module if isinstance(module, tuple) else (module,):
+            m.eval()
+    return Models(profile, generator.eval(), latent_avg, encoders)
+
+
+def _damp_outputs(hypernet: torch.nn.Module, factor: float = 0.01) -> None:
+    """Keep a random hypernetwork's weight deltas small (|delta| << 1), as trained ones are."""
+    with torch.no_grad():
+        for name, p in hypernet.named_parameters():
+            if "output" in name or name.endswith(("w1", "w2")):
+                p.mul_(factor)
+
+
+def _official_models(profile: Profile, methods, weights_dir) -> Models:
+    from . import checkpoints as ck
+    from .nets import encoders as enc
+
+    def path(name):
+        return ck.resolve(name, weights_dir)
+
+    generator, g_avg = ck.load_stylegan2(path(GENERATOR_FILE))
+    n_latent = profile.generator.n_latent
+    encoders, avgs = {}, {}
+    zplus_from_avg = False
+    classes = {
+        "psp": enc.GradualStyleEncoder,
+        "e4e": enc.Encoder4Editing,
+        "restyle_psp": enc.BackboneEncoder,
+        "restyle_e4e": enc.ProgressiveBackboneEncoder,
+        "dsg_zplus": enc.GradualStyleEncoder,
+    }
+    for method in methods:
+        if method in classes:
+            file = path(ENCODER_FILES[method])
+            parts = ck.load_psp_container(file)
+            module = classes[method](50, "ir_se")
+            ck.load_strict(module, parts["encoder_sd"], path=file, what="encoder")
+            encoders[method] = module.eval()
+            if parts["latent_avg"] is not None:
+                avgs[method] = parts["latent_avg"]
+            if method == "dsg_zplus":
+                zplus_from_avg = bool(parts["opts"].get("start_from_latent_avg", False))  # pSp default
+                if zplus_from_avg and parts["latent_avg"] is None:
+                    raise ck.CheckpointMismatchError(
+                        f"{file}: opts.start_from_latent_avg is set but the file has no latent_avg")
+        elif method == "hyperstyle":
+            from .nets.hyperstyle import HyperNetwork, WEncoder
+
+            file = path(ENCODER_FILES[method])
+            parts = ck.load_psp_container(file, encoder_prefix="hypernet.")
+            hyper = HyperNetwork()
+            ck.load_strict(hyper, parts["encoder_sd"], path=file, what="hypernet")
+            w_file = path(W_ENCODER_FILE)
+            w_parts = ck.load_psp_container(w_file)
+            w_enc = WEncoder(50, "ir_se")
+            ck.load_strict(w_enc, w_parts["encoder_sd"], path=w_file, what="w encoder")
+            encoders[method] = (hyper.eval(), w_enc.eval())
+            if parts["latent_avg"] is not None:
+                avgs[method] = parts["latent_avg"]
+    if g_avg is not None:
+        default_avg = ck.normalize_latent_avg(g_avg, n_latent=n_latent)
+    else:
+        with torch.no_grad():
+            default_avg = generator.mean_latent(10000).reshape(1, -1).expand(n_latent, -1).clone()
+    latent_avg = avgs.get("restyle_psp", default_avg)
+    return Models(profile, generator, latent_avg, encoders, avgs, pretrained=True,
+                  zplus_from_avg=zplus_from_avg)
+
+
+def _g_prime_file(style: str) -> str:
+    """``cartoon`` -> ``cartoon/finetune-000600.pt``; a name ending in .pt is taken as the file."""
+    return style if style.endswith(".pt") else G_PRIME_FILE.format(style=style)
+
+
+def load_g_prime(style: str, weights_dir: str | Path | None = None) -> torch.nn.Module:
+    """The official g' of the baseline: ``<style>/finetune-000600.pt`` (its ``g_ema``), strictly loaded.
+
+    style: a DualStyleGAN style folder name (``cartoon``) or a file name ending in ``.pt``
+    (relative to the weights folder, or absolute).
+    """
+    from . import checkpoints as ck
+
+    generator, _ = ck.load_stylegan2(ck.resolve(_g_prime_file(style), weights_dir))
+    return generator.eval()
+
+
+def tiny_g_prime(generator: torch.nn.Module, *, style: str, seed: int,
+                 relative: float = TINY_G_PRIME_PERTURBATION) -> torch.nn.Module:
+    """A stand-in g' for the tiny profile: a copy of ``generator`` with seeded small weight offsets.
+
+    There is no style data to fine-tune on offline, so "fine-tuning" is simulated: every
+    synthesis parameter p gets ``relative * rms(p) * N(0, 1)`` added (seeded by ``style`` and
+    ``seed``); the mapping network is kept, as its lr_mul of 0.01 barely moves it in 600 real
+    fine-tuning iterations. It exercises the baseline's code path, nothing more.
+    """
+    def build():
+        g_prime = copy.deepcopy(generator)
+        with torch.no_grad():
+            for name, p in g_prime.named_parameters():
+                if name.startswith("style."):
+                    continue
+                rms = p.pow(2).mean().sqrt()
+                p.add_(relative * rms * torch.randn(p.shape).to(p))
+        return g_prime.eval()
+
+    return _seeded(f"g_prime/{style}", seed, build)
+
+
+def build_models(
+    profile: str | Profile = "tiny",
+    *,
+    methods=("restyle_psp",),
+    weights_dir: str | Path | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    with_lpips: bool = False,
+    with_id: bool = False,
+    g_prime_style: str | None = None,
+) -> Models:
+    """Build the generator and the encoders of ``methods`` for a profile, on ``device``.
+
+    tiny: seeded random weights (``seed``). ffhq1024: official files from ``weights_dir`` (or
+    $REDESTYLE_WEIGHTS). ``with_lpips``: LPIPS-VGG (the ImageNet VGG16 backbone from
+    ``vgg16-397923af.pth`` when present in the weights folder, else random and labelled so).
+    ``with_id``: IR-SE50 ID features when ``model_ir_se50.pth`` is present (else None).
+    ``g_prime_style``: also build the baseline's g' (``models.g_prime``): ffhq1024 loads
+    ``<style>/finetune-000600.pt`` (:func:`load_g_prime`); tiny makes :func:`tiny_g_prime`.
+    """
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    methods = tuple(methods)
+    if profile.needs_weights:
+        models = _official_models(profile, methods, weights_dir)
+    else:
+        models = _tiny_models(profile, methods, seed)
+    if g_prime_style is not None:
+        models.g_prime = (load_g_prime(g_prime_style, weights_dir) if profile.needs_weights
+                          else tiny_g_prime(models.generator, style=g_prime_style, seed=seed))
+    if with_lpips:
+        from .losses import LPIPS
+
+        models.lpips = LPIPS(_optional_state_dict(VGG16_FILE, weights_dir))
+    if with_id:
+        models.id_features = _id_features(weights_dir)
+    return models.to(device)
+
+
+def _optional_state_dict(name: str, weights_dir):
+    from . import checkpoints as ck
+
+    try:
+        path = ck.resolve(name, weights_dir)
+    except FileNotFoundError:
+        return None
+    return ck.load_container(path)
+
+
+def _id_features(weights_dir):
+    from . import checkpoints as ck
+    from .nets.irse import Backbone, IDFeatures
+
+    state_dict = _optional_state_dict(ID_FILE, weights_dir)
+    if state_dict is None:
+        return None
+    backbone = Backbone(112, 50, "ir_se")
+    ck.load_strict(backbone, state_dict, path=ID_FILE, what="IR-SE50")
+    return IDFeatures(backbone.eval()).eval()

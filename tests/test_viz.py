@@ -1,0 +1,35 @@
+"""Figure helpers: conversions, grids, where figures are written."""
+
+import numpy as np
+import pytest
+import torch
+
+from redestyle import viz
+
+
+def test_uint8_round_trip():
+    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    assert np.array_equal(viz.to_uint8(viz.to_tensor(img)), img)
+
+
+def test_to_uint8_rejects_a_batch():
+    with pytest.raises(ValueError, match="one image, got a batch of 2"):
+        viz.to_uint8(torch.zeros(2, 3, 4, 4))
+
+
+def test_relative_out_dir_goes_to_the_checkout_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("REDESTYLE_FIGURES_DIR", raising=False)
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert viz.resolve_out_dir("figures") == tmp_path / "figures"
+    assert viz.resolve_out_dir(tmp_path / "x") == tmp_path / "x"
+    monkeypatch.setenv("REDESTYLE_FIGURES_DIR", str(tmp_path / "scratch"))
+    assert viz.resolve_out_dir("figures") == tmp_path / "scratch"
+
+
+def test_save_figure_writes_atomically(tmp_path):
+    fig = viz.image_grid([[torch.zeros(3, 8, 8), None]], col_labels=["a", "b"], title="t")
+    path = viz.save_figure(fig, tmp_path, "f.png")
+    assert path == tmp_path / "f.png" and path.read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
