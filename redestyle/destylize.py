@@ -1,0 +1,476 @@
+"""Facial destylization: Re-Destyle N-schedules and DualStyleGAN's optimization baseline.
+
+Re-Destyle (Yoo), as this repository defines it (``shared/reference/destylization.md`` §4):
+
+* **C1 chaining.** Round k runs a fresh ReStyle-pSp loop (average image and ``latent_avg`` start)
+  with N_k iterations on the previous round's output image; round 1 runs on the portrait. Only this
+  reading makes a smaller N "add average-face features", and it equals running the official
+  ``inference_iterative.py`` once per round on the previous run's outputs.
+* **C2 hand-off.** The image handed to the next round (and fed back between ReStyle iterations) is
+  the full-resolution output average-pooled to the encoder resolution, in memory, as ReStyle does.
+  ``handoff="early"`` instead stops the generator at the encoder resolution for the iterations
+  inside a round whose image is only fed back (each round's last iteration stays full size):
+  faster at 1024 (3 instead of 9 full syntheses for 5-3-1), *approximate*; its deviation is
+  measured by ``tests/test_destylize.py`` and printed by ``benchmarks/table1_destylization.py``.
+  (When the generator's output already has the encoder resolution, as in the tiny profile, the
+  two modes are identical.)
+* **C3 codes.** z_e* = round 1's final latent (the portrait's own code); z_i* = the last round's
+  final latent (the realistic face).
+* **C4 space.** Both codes are W+ (ReStyle's output space); ``codes_meta.json`` says so, and the
+  DualStyleGAN tools of this repo read W+ codes without mapping them again.
+* **C5 colour.** ``preserve_color`` copies z_e* entries 8.. into z_i* (DualStyleGAN's colour
+  layers); off by default: the paper's pipeline is encoder-only.
+* **C6 truncation.** Off by default; ``truncation=psi`` pulls z_i* toward ``latent_avg``
+  (``truncation_center="mean"``) or toward 0 as DualStyleGAN does (``"zero"``). It is applied
+  before the colour copy, so copied colour entries stay exactly z_e*'s.
+* **C7 schedule.** "5-3-1" = rounds of N = 5, 3, 1; any sequence of positive integers; a single
+  number is plain ReStyle. Every round's latents and images are returned.
+* **C8 noise.** The registered noise buffers everywhere: deterministic for a given input, and a
+  batch gives the same codes as its images one by one.
+
+The baseline is DualStyleGAN's ``destylize.py`` optimization, step for step (§2 of the reference;
+see :func:`baseline`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .inversion import Step, pool, restyle
+from .losses import id_loss, latent_std_loss, lr_ramp, noise_normalize_, noise_regularize
+
+#: DualStyleGAN copies z_e[:, 8:18] into z_i: the layers from the second 64 px conv on (colour/texture).
+COLOR_FROM = 8
+METHODS = ("redestyle", "baseline")
+HANDOFFS = ("pool", "early")
+TRUNCATION_CENTERS = ("mean", "zero")
+
+# "5-3-1", "6,4,2", "6 4 2", "(4, 2)", "[6, 4, 2]": integers joined by one separator each
+_SCHEDULE_RE = re.compile(r"\d+(?:(?:\s*[-,]\s*|\s+)\d+)*")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Numbers of ReStyle iterations per round, e.g. (5, 3, 1)."""
+
+    rounds: tuple[int, ...]
+
+    def __post_init__(self):
+        if not self.rounds:
+            raise ValueError("a schedule needs at least one round, e.g. '5-3-1'")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.rounds):
+            raise ValueError(
+                f"schedule rounds must be positive integers (ReStyle iterations per round), "
+                f"got {list(self.rounds)}")
+
+    @classmethod
+    def parse(cls, spec: str | int | Sequence[int] | Schedule) -> Schedule:
+        """Accept ``"5-3-1"``, ``"(4, 2)"``, ``"6,4,2"``, ``5`` or ``[6, 4, 2]``."""
+        if isinstance(spec, Schedule):
+            return spec
+        if isinstance(spec, int):  # a bool is rejected by __post_init__
+            return cls((spec,))
+        if isinstance(spec, str):
+            text = spec.strip()
+            if text[:1] + text[-1:] in ("()", "[]"):
+                text = text[1:-1].strip()
+            if not _SCHEDULE_RE.fullmatch(text):
+                raise ValueError(
+                    f"cannot parse schedule {spec!r}: expected ReStyle iteration counts such as "
+                    "'5-3-1', '6,4,2' or '(4, 2)'")
+            return cls(tuple(int(p) for p in re.findall(r"\d+", text)))
+        if isinstance(spec, Sequence):
+            return cls(tuple(spec))
+        raise TypeError(f"a schedule is a string, an int or a sequence of ints, got {type(spec).__name__}")
+
+    def __str__(self) -> str:
+        return "-".join(str(n) for n in self.rounds)
+
+    @property
+    def passes(self) -> int:
+        """Encoder + generator passes per image (9 for 5-3-1)."""
+        return sum(self.rounds)
+
+
+@dataclass
+class Round:
+    """One Re-Destyle round: the image it encoded and every ReStyle iteration."""
+
+    n_iters: int
+    input: torch.Tensor  # [B, 3, P, P] the image this round encoded
+    steps: list[Step]
+
+    @property
+    def latent(self) -> torch.Tensor:
+        """[B, n_latent, D] W+ of the round's last iteration."""
+        return self.steps[-1].latent
+
+    @property
+    def image(self) -> torch.Tensor:
+        """[B, 3, S, S] full-resolution output of the round's last iteration."""
+        return self.steps[-1].image
+
+
+@dataclass
+class Destylized:
+    """Codes and images of a destylization (Re-Destyle or baseline)."""
+
+    z_e: torch.Tensor  # [B, n_latent, D] the portrait's own code (extrinsic style code)
+    z_i: torch.Tensor  # [B, n_latent, D] the realistic face's code (intrinsic style code)
+    reconstruction: torch.Tensor  # [B, 3, S, S] decode of z_e
+    image: torch.Tensor  # [B, 3, S, S] decode of z_i: the destylized face
+    space: str  # "W+" (Re-Destyle) or "z+" (baseline, DualStyleGAN's encoder)
+    rounds: list[Round] = field(default_factory=list)  # Re-Destyle only
+    losses: list[float] = field(default_factory=list)  # baseline only: loss per step
+    rendered: torch.Tensor | None = None  # baseline only: [B, 3, S, S] the image z_i was encoded from
+
+
+def _check_portraits(portraits: torch.Tensor, size: int | None = None) -> None:
+    if portraits.ndim != 4 or portraits.shape[1] != 3 or portraits.shape[2] != portraits.shape[3]:
+        raise ValueError(f"portraits must be [B, 3, P, P], got {tuple(portraits.shape)}")
+    if size is not None and portraits.shape[-1] != size:
+        raise ValueError(f"portraits are {portraits.shape[-1]} px but the encoder expects {size} px "
+                         f"(the average image's size); resize them first")
+
+
+def copy_color(z_i: torch.Tensor, z_e: torch.Tensor) -> torch.Tensor:
+    """DualStyleGAN's colour preservation: z_i with entries 8.. replaced by z_e's ([B, n_latent, D])."""
+    return torch.cat([z_i[:, :COLOR_FROM], z_e[:, COLOR_FROM:]], dim=1)
+
+
+def truncate(latent: torch.Tensor, *, psi: float, center: torch.Tensor | float) -> torch.Tensor:
+    """``center + psi * (latent - center)``: psi = 1 is the identity, psi = 0 gives the centre."""
+    return center + psi * (latent - center)
+
+
+def redestyle(
+    encoder,
+    decoder,
+    portraits: torch.Tensor,
+    *,
+    schedule: str | int | Sequence[int] | Schedule = "5-3-1",
+    latent_avg: torch.Tensor,
+    avg_image: torch.Tensor,
+    preserve_color: bool = False,
+    truncation: float | None = None,
+    truncation_center: str = "mean",
+    handoff: str = "pool",
+) -> Destylized:
+    """Re-Destyle: ReStyle-pSp in rounds of decreasing N (module docstring: choices C1-C8).
+
+    encoder: ReStyle ``BackboneEncoder`` (6-channel input); decoder: StyleGAN2 ``Generator``.
+    portraits: [B, 3, P, P] in [-1, 1] at the encoder resolution (256 for FFHQ 1024);
+    latent_avg: [n_latent, D]; avg_image: [3, P, P] (``inversion.average_image``).
+    Returns z_e (round 1), z_i (last round, after the optional truncation / colour copy), their
+    images [B, 3, S, S] and every round. Runs without autograd (inference only).
+    """
+    schedule = Schedule.parse(schedule)
+    if handoff not in HANDOFFS:
+        raise ValueError(f"handoff must be 'pool' (exact) or 'early' (approximate), got {handoff!r}")
+    if truncation_center not in TRUNCATION_CENTERS:
+        raise ValueError(f"truncation_center must be 'mean' or 'zero', got {truncation_center!r}")
+    size = avg_image.shape[-1]
+    _check_portraits(portraits, size)
+    with torch.no_grad():
+        rounds: list[Round] = []
+        current = portraits
+        for n_iters in schedule.rounds:
+            steps = restyle(encoder, decoder, current, n_iters=n_iters, latent_avg=latent_avg,
+                            avg_image=avg_image, early_feedback=handoff == "early")
+            rounds.append(Round(n_iters, current, steps))
+            current = pool(steps[-1].image, size)  # C2: what the next round encodes
+        z_e, z_i = rounds[0].latent, rounds[-1].latent
+        changed = False
+        if truncation is not None and truncation != 1:
+            center = latent_avg.unsqueeze(0) if truncation_center == "mean" else 0.0
+            z_i, changed = truncate(z_i, psi=truncation, center=center), True
+        if preserve_color:
+            z_i, changed = copy_color(z_i, z_e), True
+        image = decoder.decode(z_i, randomize_noise=False) if changed else rounds[-1].image
+    return Destylized(z_e, z_i, rounds[0].image, image, "W+", rounds)
+
+
+def _decode_zplus(g, z_plus: torch.Tensor, *, noise=None, truncation: float = 1.0) -> torch.Tensor:
+    """g(z+): each entry mapped separately; registered noise unless ``noise``; truncation toward w = 0."""
+    image, _ = g([z_plus], z_plus_latent=True, noise=noise, randomize_noise=False,
+                 truncation=truncation, truncation_latent=0)
+    return image
+
+
+def _fresh_noise(g, batch: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    """N(0, 1) maps [B, 1, r, r] of the generator's noise shapes (destylize.py: ``.normal_()``)."""
+    ref = g.input.input
+    dev = ref.device if generator is None else generator.device
+    return [torch.randn(batch, *n.shape[1:], generator=generator, device=dev).to(ref)
+            for n in g.registered_noise()]
+
+
+def baseline(
+    encode_zplus: Callable[[torch.Tensor], torch.Tensor],
+    g_prime,
+    g,
+    portraits: torch.Tensor,
+    *,
+    lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    id_embed: Callable[[torch.Tensor], torch.Tensor] | None,
+    n_steps: int = 300,
+    lr: float = 0.1,
+    id_weight: float = 0.1,
+    reg_weight: float = 1.0,
+    noise_weight: float = 1e5,
+    truncation: float = 0.7,
+    preserve_color: bool = True,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> Destylized:
+    """DualStyleGAN's optimization destylization (``destylize.py``), step for step.
+
+    1. z_e = E(S): z+ codes of DualStyleGAN's pSp (``encoder.pt``; ``Models.encode_zplus``);
+       the reconstruction is g(z_e) with the registered noise.
+    2. Optimise a copy of z_e and fresh N(0, 1) noise maps [B, 1, r, r] with one Adam (lr 0.1
+       ramped by ``lr_ramp``: up over 5 %, cosine down over the last 25 %, 0 at step 0) for
+       ``n_steps`` (300) steps through g' (z+ mapped per layer, no truncation), its output
+       average-pooled to P: loss = LPIPS(img, S).sum() + 0.1 ID (mean over the batch)
+       + 1 latent.std(dim=1).mean() + 1e5 noise regularisation; noise renormalised after each step.
+    3. Colour preservation: latent[:, 8:] = z_e[:, 8:].
+    4. Render with the FFHQ g at truncation 0.7 toward w = **0** (``truncation_latent=0``, as the
+       official script does) with the optimised noise -> ``rendered``, pooled to P.
+    5. z_i = E(rendered), colour copy again; ``image`` = g(z_i) rendered the same way (the
+       official visualisation "img_refine").
+
+    encode_zplus: images [B, 3, P, P] -> z+ codes [B, n_latent, D]; g_prime, g: Generators;
+    portraits: [B, 3, P, P] in [-1, 1]; lpips: (x, y) -> per-pair distance [B];
+    id_embed: ``irse.IDFeatures`` or None (no ID term: the tiny profile has no ArcFace weights).
+    The loss weights depend on the batch size as in the official script (sum vs means).
+    """
+    _check_portraits(portraits)
+    if n_steps < 0:
+        raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+    size = portraits.shape[-1]
+    with torch.no_grad():
+        z_e = encode_zplus(portraits)
+        reconstruction = _decode_zplus(g, z_e)
+    noises = [n.requires_grad_(True) for n in _fresh_noise(g, portraits.shape[0], generator)]
+    latent = z_e.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([latent, *noises], lr=lr)
+    losses: list[float] = []
+    for i in range(n_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_ramp(i / n_steps, lr)
+        image = pool(_decode_zplus(g_prime, latent, noise=noises), size)
+        loss = lpips(image, portraits).sum()
+        if id_embed is not None and id_weight:
+            loss = loss + id_weight * id_loss(id_embed, image, portraits)
+        loss = loss + reg_weight * latent_std_loss(latent) + noise_weight * noise_regularize(noises)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        noise_normalize_(noises)
+        losses.append(loss.item())
+        if progress is not None:
+            progress(i, losses[-1])
+    with torch.no_grad():
+        z = latent.detach()
+        if preserve_color:
+            z = copy_color(z, z_e)
+        noise = [n.detach() for n in noises]
+        rendered = _decode_zplus(g, z, noise=noise, truncation=truncation)
+        z_i = encode_zplus(pool(rendered, size))
+        if preserve_color:
+            z_i = copy_color(z_i, z_e)
+        image = _decode_zplus(g, z_i, noise=noise, truncation=truncation)
+    return Destylized(z_e, z_i, reconstruction, image, "z+", losses=losses, rendered=rendered)
+
+
+def handoff_deviation(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """Max / mean absolute difference and MSE of two tensors (the 'early' hand-off's error)."""
+    d = (a - b).abs()
+    return {"max_abs": d.max().item(), "mean_abs": d.mean().item(), "mse": F.mse_loss(a, b).item()}
+
+
+# ------------------------------------------------------------------------------------------------
+# Bound to a model bundle: what the CLI, the benchmark and the notebook call
+
+
+@dataclass(frozen=True)
+class DestyleOptions:
+    """Every option of a destylization run (what ``codes_meta.json`` records)."""
+
+    method: str = "redestyle"  # "redestyle" or "baseline"
+    schedule: str = "5-3-1"  # Re-Destyle rounds
+    preserve_color: bool = False  # Re-Destyle: copy z_e[:, 8:] into z_i (the baseline always does)
+    truncation: float | None = None  # Re-Destyle: psi for z_i (None: off); baseline: 0.7 if None
+    truncation_center: str = "mean"  # Re-Destyle truncation centre: "mean" (latent_avg) or "zero"
+    handoff: str = "pool"  # Re-Destyle: "pool" (exact) or "early" (approximate)
+    steps: int = 300  # baseline: Adam steps
+    style: str | None = None  # baseline: g' style folder (<style>/finetune-000600.pt)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        object.__setattr__(self, "schedule", str(Schedule.parse(self.schedule)))
+        if self.handoff not in HANDOFFS:
+            raise ValueError(f"handoff must be 'pool' or 'early', got {self.handoff!r}")
+        if self.truncation_center not in TRUNCATION_CENTERS:
+            raise ValueError(f"truncation_center must be 'mean' or 'zero', got {self.truncation_center!r}")
+        if self.truncation is not None and not 0 <= self.truncation <= 1:
+            raise ValueError(f"truncation must be in [0, 1], got {self.truncation}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+
+    @property
+    def space(self) -> str:
+        return "W+" if self.method == "redestyle" else "z+"
+
+    def meta(self) -> dict:
+        """The fields that determine the codes (written to / compared with codes_meta.json)."""
+        if self.method == "redestyle":
+            return {"method": self.method, "space": self.space, "variant": "restyle_psp (C3: z_e = round 1, "
+                    "z_i = last round)", "schedule": self.schedule, "preserve_color": self.preserve_color,
+                    "truncation": self.truncation, "truncation_center": self.truncation_center,
+                    "handoff": self.handoff}
+        return {"method": self.method, "space": self.space, "variant": "DualStyleGAN destylize.py",
+                "steps": self.steps, "truncation": 0.7 if self.truncation is None else self.truncation,
+                "truncation_center": "zero", "preserve_color": True, "style": self.style}
+
+
+def make_destylizer(
+    models,
+    options: DestyleOptions,
+    *,
+    seed: int = 0,
+    progress: Callable[[int, float], None] | None = None,
+) -> Callable[[torch.Tensor], Destylized]:
+    """images [B, 3, P, P] in [-1, 1] -> :class:`Destylized`, with ``models`` (a ``zoo.Models``).
+
+    redestyle needs ``restyle_psp``; baseline needs ``dsg_zplus``, ``models.g_prime`` and
+    ``models.lpips`` (``models.id_features`` is used when present). The baseline's noise is
+    drawn from a generator seeded with ``seed`` at every call, so a batch's result does not
+    depend on what ran before.
+    """
+    if options.method == "redestyle":
+        encoder, avg = models.encoder("restyle_psp"), models.latent_avg_for("restyle_psp")
+
+        def run(images: torch.Tensor) -> Destylized:
+            return redestyle(encoder, models.generator, images, schedule=options.schedule,
+                             latent_avg=avg, avg_image=models.avg_image,
+                             preserve_color=options.preserve_color, truncation=options.truncation,
+                             truncation_center=options.truncation_center, handoff=options.handoff)
+
+        return run
+    models.encoder("dsg_zplus")  # fail early with the list of what was built
+    if models.g_prime is None or models.lpips is None:
+        raise ValueError("the baseline needs models.g_prime and models.lpips: build_models(..., "
+                         "methods=['dsg_zplus'], g_prime_style=STYLE, with_lpips=True)")
+    psi = 0.7 if options.truncation is None else options.truncation
+
+    def run_baseline(images: torch.Tensor) -> Destylized:
+        gen = torch.Generator(device=images.device).manual_seed(seed)
+        return baseline(models.encode_zplus, models.g_prime, models.generator, images,
+                        lpips=models.lpips, id_embed=models.id_features, n_steps=options.steps,
+                        truncation=psi, generator=gen, progress=progress)
+
+    return run_baseline
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures 2-3 (notebooks/02_n_schedule_destylization.ipynb)
+
+
+def run_schedules(models, portraits: Mapping[str, torch.Tensor], schedules: Sequence[str], *,
+                  handoff: str = "pool") -> dict[str, Destylized]:
+    """Re-Destyle every portrait (name -> [1, 3, P, P]) with each schedule: schedule -> result."""
+    x = torch.cat(list(portraits.values()))
+    results = {}
+    for spec in schedules:
+        options = DestyleOptions(schedule=spec, handoff=handoff)
+        results[options.schedule] = make_destylizer(models, options)(x)
+    return results
+
+
+def schedule_grid(portraits: Mapping[str, torch.Tensor], results: Mapping[str, Destylized]):
+    """Fig. 2 layout: one row per (portrait, schedule): input, then each round's output image.
+
+    Returns (rows of [3, H, W] images or None, row labels, column labels) for ``viz.image_grid``.
+    """
+    n_cols = max(len(r.rounds) for r in results.values())
+    rows, labels = [], []
+    for i, name in enumerate(portraits):
+        for spec, result in results.items():
+            size = result.rounds[0].input.shape[-1]
+            rows.append([portraits[name][0]] + [pool(r.image[i : i + 1], size)[0] for r in result.rounds])
+            labels.append(f"{name}\n{spec}")
+    cols = ["input"] + [f"round {k + 1}" for k in range(n_cols)]
+    return rows, labels, cols
+
+
+def destylized_grid(portraits: Mapping[str, torch.Tensor], results: Mapping[str, Destylized]):
+    """Fig. 3 layout: per portrait: input, reconstruction (z_e), the destylized face per schedule."""
+    first = next(iter(results.values()))
+    size = first.rounds[0].input.shape[-1] if first.rounds else first.image.shape[-1]
+    rows = []
+    for i, name in enumerate(portraits):
+        row = [portraits[name][0], pool(first.reconstruction[i : i + 1], size)[0]]
+        row += [pool(r.image[i : i + 1], size)[0] for r in results.values()]
+        rows.append(row)
+    cols = ["input", "z_e* (round 1)"] + [f"z_i* {spec}" for spec in results]
+    return rows, list(portraits), cols
+
+
+def latent_distance_rows(results: Mapping[str, Destylized], latent_avg: torch.Tensor) -> list[dict]:
+    """Per schedule and round: mean over portraits and layers of ||w - latent_avg||_2.
+
+    A smaller value = a code closer to the average face (what lowering N should show).
+    latent_avg: [n_latent, D]. Rows: schedule, round, N, dist_to_avg.
+    """
+    rows = []
+    for spec, result in results.items():
+        for k, r in enumerate(result.rounds):
+            dist = (r.latent - latent_avg.unsqueeze(0)).norm(dim=-1).mean().item()
+            rows.append({"schedule": spec, "round": k + 1, "N": r.n_iters, "dist_to_avg": dist})
+    return rows
+
+
+def widgets_live() -> bool:
+    """True inside a Jupyter kernel started by a Jupyter server (a live frontend) with ipywidgets.
+
+    jupyter_server exports ``JPY_SESSION_NAME`` to the kernels it starts; papermill, nbconvert
+    and nbval start kernels without it, so headless runs return False.
+    """
+    if not os.environ.get("JPY_SESSION_NAME"):
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def schedule_explorer(models, portraits: Mapping[str, torch.Tensor], *, schedules: Sequence[str] = (
+        "5-3-1", "6-4-2", "4-2", "3-1", "5", "1")):
+    """An ipywidgets slider over schedules showing every round's image; None when not live.
+
+    Returns the widget (display it as the cell's value) or None (headless: nothing to show).
+    """
+    if not widgets_live():
+        return None
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from .viz import image_grid
+
+    def show(schedule: str):
+        rows, labels, cols = schedule_grid(portraits, run_schedules(models, portraits, [schedule]))
+        image_grid(rows, row_labels=labels, col_labels=cols, title=f"{schedule} ({models.label})")
+        plt.show()
+
+    return widgets.interactive(show, schedule=widgets.SelectionSlider(options=list(schedules),
+                                                                     value=schedules[0]))

@@ -1,0 +1,257 @@
+"""Folder runners: the only code of the pipeline that touches disk.
+
+``destylize_folder`` turns a folder of aligned portraits into DualStyleGAN-ready code files:
+
+* ``exstyle_code.npy`` / ``instyle_code.npy``: ``np.save`` of a dict file name -> float32
+  [1, n_latent, D] (DualStyleGAN's layout; read with ``np.load(p, allow_pickle=True).item()``,
+  or safely with ``checkpoints.load_codes``), keys in the folder's sorted order,
+* ``codes_meta.json``: the latent space (W+ or z+), method, schedule, profile, options,
+* ``previews/<name>.png``: input | reconstruction | destylized,
+* ``report.json``: per-image status, error and seconds, and a summary.
+
+Inputs are processed in sorted order; every batch's results are written at once through a
+temporary file and ``os.replace`` (``checkpoints.atomic_write``), so an interruption loses at
+most the running batch, and a re-run skips what is done. Unreadable files are recorded and
+skipped; the run goes on. ``cli_destylize`` is the ``redestyle destylize`` verb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoints import atomic_write, load_codes
+from .data import ImageReadError, list_images, load_image
+
+log = logging.getLogger(__name__)
+
+EXSTYLE, INSTYLE, META, REPORT = "exstyle_code.npy", "instyle_code.npy", "codes_meta.json", "report.json"
+PREVIEWS = "previews"
+
+
+def save_codes(path: str | os.PathLike, codes: dict[str, np.ndarray]) -> None:
+    """np.save a dict name -> float32 array atomically (DualStyleGAN's ``*_code.npy`` format)."""
+    with atomic_write(path) as f:
+        np.save(f, codes, allow_pickle=True)
+
+
+def save_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented, key-sorted JSON atomically."""
+    with atomic_write(path) as f:
+        f.write(json.dumps(obj, indent=1, sort_keys=True).encode())
+
+
+def _read_codes(path: Path) -> dict[str, np.ndarray]:
+    """Existing codes of an earlier run (empty when the file is not there yet)."""
+    return load_codes(path) if path.exists() else {}
+
+
+def _check_meta(meta_path: Path, meta: dict) -> None:
+    """Refuse to add codes made differently to a folder (mixed codes would be silently wrong)."""
+    if not meta_path.exists():
+        return
+    old = json.loads(meta_path.read_text())
+    differ = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+    if differ:
+        detail = ", ".join(f"{k}: existing {old.get(k)!r} vs this run {meta.get(k)!r}" for k in differ)
+        raise ValueError(f"{meta_path}: the codes in this folder were made differently ({detail}); "
+                         "use another --out folder or the same options")
+
+
+def destylize_folder(
+    in_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    destylize: Callable[[torch.Tensor], object],
+    size: int,
+    meta: dict,
+    batch: int = 1,
+    device: str | torch.device = "cpu",
+    save_preview: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict:
+    """Destylize every image of ``in_dir`` into ``out_dir`` (see the module docstring).
+
+    destylize: images [B, 3, size, size] in [-1, 1] -> a ``destylize.Destylized`` (it owns its
+    grad mode); batches are moved to ``device`` first. meta: written to codes_meta.json (must hold ``space``); a folder whose existing
+    meta differs in any field is refused rather than mixed. progress(done, total, name) is
+    called after each batch. Returns the report dict ({"images": {name: {...}}, "summary"}).
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if "space" not in meta:
+        raise ValueError("meta must state the latent space ('W+' or 'z+')")
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    paths = list_images(in_dir)
+    inside = out_dir.resolve()
+    paths = [p for p in paths if inside not in p.resolve().parents]  # never our own previews
+    names = [p.relative_to(in_dir).as_posix() for p in paths]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = out_dir / META
+    _check_meta(meta_path, meta)
+    save_json(meta_path, meta)
+    exstyle, instyle = _read_codes(out_dir / EXSTYLE), _read_codes(out_dir / INSTYLE)
+    report_path = out_dir / REPORT
+    report = json.loads(report_path.read_text()) if report_path.exists() else {"images": {}}
+    order = {n: i for i, n in enumerate(names)}
+
+    def ordered(codes):  # folder order = DualStyleGAN's style_id numbering, also after a resume
+        return dict(sorted(codes.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+    todo = [(n, p) for n, p in zip(names, paths) if not (n in exstyle and n in instyle)]
+    done = len(paths) - len(todo)
+    log.info("%d images, %d done, %d to do", len(paths), done, len(todo))
+    for i in range(0, len(todo), batch):
+        chunk, tensors = [], []
+        for name, path in todo[i : i + batch]:
+            try:
+                tensors.append(load_image(path, size=size))
+                chunk.append(name)
+            except ImageReadError as err:
+                report["images"][name] = {"status": "failed", "error": str(err)}
+                log.info("%s", err)  # reported per file by the caller (cli_destylize prints it)
+        if not chunk:
+            save_json(report_path, report)
+            continue
+        start = time.perf_counter()
+        try:
+            result = destylize(torch.cat(tensors).to(device))
+        except Exception as err:  # a failing batch is recorded; the run goes on
+            for name in chunk:
+                report["images"][name] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+            log.info("batch %s failed: %s: %s", chunk, type(err).__name__, err)
+            save_json(report_path, report)
+            continue
+        seconds = (time.perf_counter() - start) / len(chunk)
+        for j, name in enumerate(chunk):
+            exstyle[name] = result.z_e[j : j + 1].detach().float().cpu().numpy()
+            instyle[name] = result.z_i[j : j + 1].detach().float().cpu().numpy()
+            report["images"][name] = {"status": "ok", "seconds": round(seconds, 4)}
+            if save_preview:
+                _save_preview(out_dir / PREVIEWS / Path(name).with_suffix(".png"),
+                              [tensors[j][0], result.reconstruction[j], result.image[j]], size)
+        save_codes(out_dir / EXSTYLE, ordered(exstyle))
+        save_codes(out_dir / INSTYLE, ordered(instyle))
+        save_json(report_path, report)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(paths), chunk[-1])
+    statuses = [report["images"][n]["status"] for n in names if n in report["images"]]
+    report["summary"] = {"images": len(paths), "ok": statuses.count("ok"), "failed": statuses.count("failed")}
+    report["failed"] = {n: report["images"][n]["error"] for n in names
+                        if report["images"].get(n, {}).get("status") == "failed"}
+    save_json(report_path, report)
+    return report
+
+
+def _save_preview(path: Path, images: list[torch.Tensor], size: int) -> None:
+    from PIL import Image
+
+    from .inversion import pool
+    from .viz import to_uint8
+
+    row = np.concatenate([to_uint8(pool(im.unsqueeze(0), size)[0]) for im in images], axis=1)
+    with atomic_write(path) as f:
+        Image.fromarray(row).save(f, format="PNG")
+
+
+# ------------------------------------------------------------------------------------------------
+# `redestyle destylize`
+
+
+def add_destylize_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``destylize`` verb's arguments to ``parser`` (for cli.py's sub-command)."""
+    parser.add_argument("in_dir", help="folder of aligned portraits (searched recursively)")
+    parser.add_argument("--out", dest="out_dir", required=True,
+                        help="where exstyle_code.npy, instyle_code.npy, codes_meta.json, previews/ "
+                        "and report.json go (re-running resumes)")
+    parser.add_argument("--method", choices=["redestyle", "baseline"], default="redestyle",
+                        help="Re-Destyle (encoder only, W+ codes) or DualStyleGAN's optimization "
+                        "baseline (z+ codes; needs g'); default redestyle")
+    parser.add_argument("--schedule", default="5-3-1", help="Re-Destyle rounds of ReStyle iterations "
+                        "(default 5-3-1; e.g. 6-4-2)")
+    parser.add_argument("--profile", choices=["tiny", "ffhq1024"], default="tiny",
+                        help="network configuration (ffhq1024 needs --weights; default tiny)")
+    parser.add_argument("--weights", default=None, help="official weights folder (default $REDESTYLE_WEIGHTS)")
+    parser.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
+    parser.add_argument("--steps", type=int, default=300, help="baseline Adam steps (default 300)")
+    parser.add_argument("--preserve-color", action="store_true",
+                        help="Re-Destyle: copy z_e entries 8.. into z_i (the baseline always does)")
+    parser.add_argument("--truncation", type=float, default=None,
+                        help="Re-Destyle: truncate z_i toward latent_avg with this psi (default off); "
+                        "baseline: render psi (default 0.7, toward w = 0 as DualStyleGAN)")
+    parser.add_argument("--handoff", choices=["pool", "early"], default="pool",
+                        help="Re-Destyle: 'pool' pools the full output between iterations (exact, "
+                        "default); 'early' stops the generator at the encoder size (approximate)")
+    parser.add_argument("--style", default=None,
+                        help="baseline: style folder of g' (<weights>/<style>/finetune-000600.pt)")
+    parser.add_argument("--seed", type=int, default=0, help="tiny weights / baseline noise seed (default 0)")
+    parser.add_argument("--no-previews", action="store_true", help="do not write previews/*.png")
+    return parser
+
+
+def cli_destylize(args: argparse.Namespace) -> int:
+    """Run the ``destylize`` verb; exit status 0 when every image succeeded, 1 otherwise.
+
+    Progress lines and one line per failed image (name and problem) go to stdout; bad options,
+    missing weights or a mismatched output folder are one line on stderr (exit 1).
+    """
+    import sys
+
+    from . import destylize as ds
+    from . import zoo
+    from .config import get_profile
+
+    try:
+        profile = get_profile(args.profile)
+        style = args.style
+        if args.method == "baseline" and style is None:
+            if profile.needs_weights:
+                raise ValueError("--method baseline needs --style NAME (g' = <weights>/NAME/finetune-000600.pt)")
+            style = "tiny"  # the tiny profile's seeded stand-in g' (zoo.tiny_g_prime)
+        options = ds.DestyleOptions(method=args.method, schedule=args.schedule,
+                                    preserve_color=args.preserve_color, truncation=args.truncation,
+                                    handoff=args.handoff, steps=args.steps,
+                                    style=style if args.method == "baseline" else None)
+        device = zoo.resolve_device(args.device)
+        methods = ["restyle_psp"] if options.method == "redestyle" else ["dsg_zplus"]
+        models = zoo.build_models(profile, methods=methods, weights_dir=args.weights, seed=args.seed,
+                                  device=device, with_lpips=options.method == "baseline",
+                                  with_id=options.method == "baseline",
+                                  g_prime_style=options.style)
+    except (ValueError, OSError, RuntimeError) as err:  # bad option, missing or broken weights
+        print(f"redestyle destylize: {err}", file=sys.stderr)
+        return 1
+    fn = ds.make_destylizer(models, options, seed=args.seed)
+    meta = {**options.meta(), "profile": profile.name, "n_latent": profile.generator.n_latent,
+            "style_dim": profile.generator.style_dim, "pretrained": models.pretrained,
+            "format": "np.save dict {file name: float32 (1, n_latent, style_dim)}"}
+    if options.method == "baseline":
+        meta["batch"] = args.batch  # the official loss weights depend on it (sum vs means)
+
+    def progress(done: int, total: int, name: str) -> None:
+        print(f"[{done}/{total}] {name}", flush=True)
+
+    try:
+        report = destylize_folder(args.in_dir, args.out_dir, destylize=fn, size=profile.pool_size,
+                                  meta=meta, batch=args.batch, device=device,
+                                  save_preview=not args.no_previews,
+                                  progress=progress)
+    except (ValueError, OSError) as err:  # missing input folder, mismatched codes_meta.json
+        print(f"redestyle destylize: {err}", file=sys.stderr)
+        return 1
+    for name, error in report["failed"].items():
+        print(f"FAILED {name}: {error}")
+    s = report["summary"]
+    print(f"destylized {s['ok']} of {s['images']} images, {s['failed']} failed "
+          f"({meta['space']} codes) -> {Path(args.out_dir)}")
+    return 1 if s["failed"] else 0

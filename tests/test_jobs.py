@@ -1,0 +1,197 @@
+"""destylize_folder and `redestyle destylize`: DualStyleGAN code files, reports, resume, refusals."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from redestyle import destylize as ds
+from redestyle import jobs, zoo
+from redestyle.checkpoints import load_codes
+from redestyle.data import load_image
+
+NAMES = ["a.png", "b.png", "c.png"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return zoo.build_models("tiny", methods=["restyle_psp"])
+
+
+@pytest.fixture(scope="module")
+def fn(tiny):
+    return ds.make_destylizer(tiny, ds.DestyleOptions(schedule="2-1"))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in NAMES:
+        Image.fromarray(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(src / name)
+    (src / "broken.png").write_bytes(b"not an image")
+    return src
+
+
+META = {"space": "W+", "method": "redestyle", "schedule": "2-1", "profile": "tiny"}
+
+
+def run(src, out, fn, **kwargs):
+    kwargs = {"size": 64, "meta": META, **kwargs}
+    return jobs.destylize_folder(src, out, destylize=fn, **kwargs)
+
+
+def counting(fn, calls, fail_at=None, error=KeyboardInterrupt):
+    def wrapped(x):
+        calls.append(x.shape[0])
+        if fail_at is not None and len(calls) == fail_at:
+            raise error("stopped")
+        return fn(x)
+
+    return wrapped
+
+
+def test_codes_in_dualstylegan_format(folder, tmp_path, fn):
+    out = tmp_path / "out"
+    report = run(folder, out, fn, batch=2)
+    codes = {k: np.load(out / f, allow_pickle=True).item() for k, f in
+             [("ex", jobs.EXSTYLE), ("in", jobs.INSTYLE)]}
+    for d in codes.values():
+        assert list(d) == NAMES  # folder order (DualStyleGAN's style ids)
+        for v in d.values():
+            assert v.dtype == np.float32 and v.shape == (1, 10, 64)
+    with torch.no_grad():
+        want = fn(load_image(folder / "b.png", size=64))
+    np.testing.assert_allclose(codes["ex"]["b.png"], want.z_e.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(codes["in"]["b.png"], want.z_i.numpy(), rtol=1e-4, atol=1e-5)
+    assert load_codes(out / jobs.INSTYLE).keys() == codes["in"].keys()  # the safe reader agrees
+    meta = json.loads((out / jobs.META).read_text())
+    assert meta["space"] == "W+" and meta["schedule"] == "2-1"
+    assert report["summary"] == {"images": 4, "ok": 3, "failed": 1}
+    assert "broken.png" in report["failed"]["broken.png"] and "not a readable image" in report["failed"]["broken.png"]
+    assert sorted(p.name for p in (out / "previews").iterdir()) == NAMES
+    assert Image.open(out / "previews" / "a.png").size == (3 * 64, 64)
+    assert not list(out.glob(".*tmp"))  # no temporary files left behind
+
+
+def test_rerun_skips_done_images(folder, tmp_path, fn):
+    out = tmp_path / "out"
+    run(folder, out, fn)
+    before = (out / jobs.INSTYLE).read_bytes()
+    calls = []
+    report = run(folder, out, counting(fn, calls))
+    assert calls == []  # only the broken file is retried (and fails to load again)
+    assert (out / jobs.INSTYLE).read_bytes() == before
+    assert report["summary"]["ok"] == 3
+
+
+def test_interruption_loses_nothing_written_and_resume_completes(folder, tmp_path, fn):
+    full = tmp_path / "full"
+    run(folder, full, fn)
+    out = tmp_path / "out"
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        run(folder, out, counting(fn, calls, fail_at=2))
+    assert list(load_codes(out / jobs.EXSTYLE)) == ["a.png"]  # batch 1 was written, batch 2 lost
+    calls = []
+    run(folder, out, counting(fn, calls))
+    assert calls == [1, 1]  # b and c only
+    for f in (jobs.EXSTYLE, jobs.INSTYLE):
+        got, want = load_codes(out / f), load_codes(full / f)
+        assert list(got) == list(want) == NAMES
+        for k in NAMES:
+            np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_deleted_entry_is_redone(folder, tmp_path, fn):
+    out = tmp_path / "out"
+    run(folder, out, fn)
+    instyle = load_codes(out / jobs.INSTYLE)
+    kept = instyle.pop("b.png")
+    jobs.save_codes(out / jobs.INSTYLE, instyle)
+    calls = []
+    run(folder, out, counting(fn, calls))
+    assert calls == [1]
+    again = load_codes(out / jobs.INSTYLE)
+    assert list(again) == NAMES  # back in folder order
+    np.testing.assert_array_equal(again["b.png"], kept)
+
+
+def test_failing_batch_is_reported_and_the_run_goes_on(folder, tmp_path, fn):
+    out = tmp_path / "out"
+    report = run(folder, out, counting(fn, [], fail_at=1, error=RuntimeError))
+    assert report["images"]["a.png"] == {"status": "failed", "error": "RuntimeError: stopped"}
+    assert list(load_codes(out / jobs.EXSTYLE)) == ["b.png", "c.png"]
+    assert report["summary"] == {"images": 4, "ok": 2, "failed": 2}
+
+
+def test_mismatched_meta_is_refused(folder, tmp_path, fn):
+    out = tmp_path / "out"
+    run(folder, out, fn)
+    with pytest.raises(ValueError, match=r"schedule: existing '2-1' vs this run '5-3-1'"):
+        run(folder, out, fn, meta={**META, "schedule": "5-3-1"})
+    with pytest.raises(ValueError, match="space"):
+        run(folder, out, fn, meta={**META, "space": "z+"})
+
+
+def test_output_inside_input_is_not_read_back(folder, fn):
+    report = run(folder, folder / "codes", fn)
+    report = run(folder, folder / "codes", fn)  # previews/*.png now exist under the input folder
+    assert report["summary"]["images"] == 4
+
+
+# --- CLI -------------------------------------------------------------------------------------------
+
+
+def cli(argv):
+    return jobs.cli_destylize(jobs.add_destylize_arguments(argparse.ArgumentParser()).parse_args(argv))
+
+
+def test_cli_redestyle(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli([str(folder), "--out", str(out), "--schedule", "2-1", "--batch", "2", "--device", "cpu"]) == 1
+    text = capsys.readouterr().out
+    assert "[2/4] b.png" in text and "[3/4] c.png" in text
+    assert [line for line in text.splitlines() if "broken.png" in line] == [
+        next(line for line in text.splitlines() if line.startswith("FAILED broken.png: "))]
+    assert "destylized 3 of 4 images, 1 failed (W+ codes)" in text
+    meta = json.loads((out / jobs.META).read_text())
+    assert (meta["space"], meta["method"], meta["schedule"], meta["profile"]) == ("W+", "redestyle", "2-1", "tiny")
+    (folder / "broken.png").unlink()
+    assert cli([str(folder), "--out", str(out), "--schedule", "2-1"]) == 0  # resumed, nothing failed
+    assert cli([str(folder), "--out", str(out), "--schedule", "3-1"]) == 1  # refused: other schedule
+    assert "made differently" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--schedule", "0-1"], "positive integers"),
+    (["--truncation", "1.5"], "truncation must be in"),
+    (["--profile", "ffhq1024"], "missing weights file"),
+    (["--profile", "ffhq1024", "--method", "baseline"], "needs --style"),
+])
+def test_cli_errors_are_one_message_and_exit_1(folder, tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.delenv("REDESTYLE_WEIGHTS", raising=False)
+    assert cli([str(folder), "--out", str(tmp_path / "out"), *argv]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_cli_missing_input_folder(tmp_path, capsys):
+    assert cli([str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_baseline_tiny(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    (folder / "broken.png").unlink()
+    assert cli([str(folder), "--out", str(out), "--method", "baseline", "--steps", "2", "--batch", "3"]) == 0
+    meta = json.loads((out / jobs.META).read_text())
+    assert (meta["space"], meta["steps"], meta["truncation"], meta["batch"]) == ("z+", 2, 0.7, 3)
+    codes = np.load(out / jobs.INSTYLE, allow_pickle=True).item()
+    exstyle = np.load(out / jobs.EXSTYLE, allow_pickle=True).item()
+    assert list(codes) == NAMES
+    for k in NAMES:  # colour preservation: z_i[8:] = z_e[8:]
+        np.testing.assert_array_equal(codes[k][:, ds.COLOR_FROM:], exstyle[k][:, ds.COLOR_FROM:])
