@@ -23,6 +23,24 @@ def _align(args) -> int:
     return cli_align(args)
 
 
+def _destylize(args) -> int:
+    from .jobs import cli_destylize
+
+    return cli_destylize(args)
+
+
+def _train(args) -> int:
+    from .train.cli import cli_train
+
+    return cli_train(args)
+
+
+def _transfer(args) -> int:
+    from .transfer import cli_transfer
+
+    return cli_transfer(args)
+
+
 def _reproduce(args) -> int:
     from . import reproduce
 
@@ -47,6 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("align", help="FFHQ-align the faces of a folder (dlib 68 landmarks)")
     add_align_arguments(p)
     p.set_defaults(func=_align)
+
+    from .jobs import add_destylize_arguments
+
+    p = verbs.add_parser("destylize", help="destylize a folder of portraits into DualStyleGAN code files")
+    add_destylize_arguments(p)
+    p.set_defaults(func=_destylize)
+
+    from .train.cli import add_train_arguments
+
+    p = verbs.add_parser("train", help="fine-tune (or pretrain) DualStyleGAN on destylized codes; torchrun for several GPUs")
+    add_train_arguments(p)
+    p.set_defaults(func=_train)
+
+    from .transfer import add_transfer_arguments
+
+    p = verbs.add_parser("transfer", help="exemplar style transfer with a fine-tuned DualStyleGAN")
+    add_transfer_arguments(p)
+    p.set_defaults(func=_transfer)
 
     from .reproduce import add_arguments as reproduce_arguments
 

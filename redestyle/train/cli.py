@@ -1,0 +1,102 @@
+"""``redestyle train``: fine-tune (or pretrain) DualStyleGAN; one process or ``torchrun --nproc_per_node=N``.
+
+Fine-tuning on Re-Destyle codes (the paper's setting, README Cartoon command)::
+
+    torchrun --nproc_per_node=1 -m redestyle train finetune --codes CODES_DIR --images STYLE_DIR \\
+        --weights WEIGHTS --out runs/cartoon --iter 1500 --batch 4 --L2_reg_loss 0.015
+
+``--codes`` holds ``instyle_code.npy`` / ``exstyle_code.npy`` and ``codes_meta.json`` (W+ or z+),
+``--images`` the style images they came from. ``--resume runs/cartoon/last.pt`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+
+log = logging.getLogger(__name__)
+
+# official flag spellings (finetune_dualstylegan.py) -> FinetuneConfig fields
+_FLAG_ALIASES = {"cx_loss": ["--CX_loss"], "l2_reg_loss": ["--L2_reg_loss"]}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``redestyle train`` (config fields keep the official names and defaults)."""
+    from .config import FinetuneConfig, PretrainConfig
+
+    parser.add_argument("stage", choices=["finetune", "pretrain"],
+                        help="finetune: stage 3 on a style set (Fig. 6); pretrain: stages 1-2 on FFHQ")
+    parser.add_argument("--codes", default=None, help="finetune: folder with the code files")
+    parser.add_argument("--images", required=True, help="finetune: the style images; pretrain: FFHQ images")
+    parser.add_argument("--out", required=True, help="run folder: last.pt, generator-XXXXXX.pt, tb/")
+    parser.add_argument("--profile", default="ffhq1024", choices=["tiny", "ffhq1024"])
+    parser.add_argument("--weights", default=None, help="weights folder (generator-pretrain.pt, vgg19, ir_se50)")
+    parser.add_argument("--ckpt", default=None, help="start from this g/d/g_ema file (default generator-pretrain.pt)")
+    parser.add_argument("--resume", default=None, help="continue a run from its last.pt")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+    fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+    fields.update({f.name: f for f in dataclasses.fields(PretrainConfig) if f.name not in fields})
+    for name, field in fields.items():
+        if name in ("space", "perc_weights", "inject_indices", "augment"):
+            continue
+        flags = [f"--{name}", *_FLAG_ALIASES.get(name, [])]
+        parser.add_argument(*flags, dest=name, type=type(field.default), default=None,
+                            help=f"default {field.default} (official)")
+    return parser
+
+
+def _config(args: argparse.Namespace, cls, **fixed):
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return cls(**{**given, **fixed})
+
+
+def cli_train(args: argparse.Namespace) -> int:
+    """Body of ``redestyle train``; returns the exit status."""
+    from ..config import get_profile
+    from . import dist
+    from .config import FinetuneConfig, PretrainConfig
+    from .data import RealBatches, load_image_set, load_paired_set, read_space
+    from .models import build_train_models
+    from .trainer import Trainer, run
+
+    profile = get_profile(args.profile)
+    device = dist.init_from_env(args.device)
+    try:
+        models = build_train_models(profile, weights_dir=args.weights, ckpt=args.ckpt, seed=args.seed or 0,
+                                    device=device)
+        size = profile.image_size
+        loss_size = min(256, size)
+        if args.stage == "finetune":
+            if args.codes is None:
+                raise SystemExit("train finetune needs --codes DIR")
+            paired = load_paired_set(args.codes, args.images, size=size, mapping_plus=models.g_ema.mapping_plus)
+            config = _config(args, FinetuneConfig, space=read_space(args.codes),
+                             **({} if args.loss_size else {"loss_size": loss_size}))
+            images, encode = paired.images, None
+        else:
+            from .. import zoo
+
+            config = _config(args, PretrainConfig, **({} if args.loss_size else {"loss_size": loss_size}))
+            _, images = load_image_set(args.images, size=size)
+            paired = None
+            encoder_models = zoo.build_models(profile, methods=["dsg_zplus"], weights_dir=args.weights,
+                                              seed=config.seed, device=device)
+            encoder = encoder_models.encoder("dsg_zplus")
+            mapping_plus = models.generator.mapping_plus
+
+            def encode(x):  # DualStyleGAN's z+ pSp, returned as W+ (return_z_plus_latent=False)
+                return mapping_plus(encoder(x))
+
+        real = RealBatches(images, config.batch, rank=dist.rank(), world_size=dist.world_size(), seed=config.seed)
+        trainer = Trainer(models, config, real=real, paired=paired, encode_wplus=encode, device=device)
+        if args.resume:
+            trainer.load(args.resume)
+        run(trainer, out_dir=args.out, progress=not args.no_progress)
+        if dist.is_main():
+            log.info("finished at iteration %d; files in %s", trainer.step, args.out)
+    finally:
+        dist.shutdown()
+    return 0

@@ -1,0 +1,170 @@
+"""Exemplar-based style transfer with a (fine-tuned) DualStyleGAN, and the ``redestyle transfer`` verb.
+
+Semantics of DualStyleGAN's ``style_transfer.py`` (reference/dualstylegan.md §7): the content face's
+intrinsic code and the exemplar's extrinsic code drive the generator, ``interp_weights`` (18 at 1024)
+= ``structure_weight`` for the ModRes layers (indices 0..6) and ``color_weight`` for the T_c layers
+(7..17), truncation 0.75 toward w = 0 on the intrinsic code. The official script assumes z+ codes;
+Re-Destyle codes are W+ (destylization.md C4), so the space of each code is explicit here:
+W+ codes are never mapped again (the official ``--wplus`` path for the content code, and exstyle
+codes used as stored). With every weight 0 the output is the plain StyleGAN2 image of the content
+code: the intrinsic-only face.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .nets.dualstylegan import DualStyleGAN, style_transfer
+
+log = logging.getLogger(__name__)
+
+SPACES = ("W+", "z+")
+
+
+def _check_space(space: str, what: str) -> None:
+    if space not in SPACES:
+        raise ValueError(f"{what} must be 'W+' or 'z+', got {space!r}")
+
+
+def stylize(
+    generator: DualStyleGAN,
+    instyle: Tensor,
+    exstyle: Tensor,
+    *,
+    instyle_space: str = "W+",
+    exstyle_space: str = "W+",
+    structure_weight: float = 0.75,
+    color_weight: float = 1.0,
+    interp_weights: Sequence[float] | None = None,
+    preserve_color: bool = False,
+    truncation: float = 0.75,
+    randomize_noise: bool = False,
+) -> Tensor:
+    """Stylise content codes with exemplar codes -> images [B, 3, size, size] in [-1, 1].
+
+    instyle: content codes [B, n_latent, D] in ``instyle_space`` (W+: Re-Destyle / ReStyle; z+:
+    DualStyleGAN's encoder). exstyle: exemplar codes [B or 1, n_latent, D] in ``exstyle_space``
+    (``codes_meta.json``). interp_weights (n_latent floats) override the two scalar weights.
+    Noise: the generator's fixed buffers unless ``randomize_noise`` (the script draws fresh noise).
+    """
+    _check_space(instyle_space, "instyle_space")
+    _check_space(exstyle_space, "exstyle_space")
+    return style_transfer(
+        generator, instyle, exstyle,
+        structure_weight=structure_weight, color_weight=color_weight, interp_weights=interp_weights,
+        wplus=instyle_space == "W+", exstyle_wplus=exstyle_space == "W+", preserve_color=preserve_color,
+        truncation=truncation, randomize_noise=randomize_noise, clamp=True,
+    )
+
+
+@torch.no_grad()
+def transfer_grid(
+    generator: DualStyleGAN,
+    instyles: Tensor,
+    exstyles: Tensor,
+    **kwargs,
+) -> Tensor:
+    """Every content x every exemplar -> images [C, S, 3, size, size] (kwargs as :func:`stylize`)."""
+    rows = []
+    for c in range(instyles.shape[0]):
+        content = instyles[c : c + 1].expand(exstyles.shape[0], -1, -1)
+        rows.append(stylize(generator, content, exstyles, **kwargs))
+    return torch.stack(rows)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def add_transfer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``redestyle transfer`` (official ``style_transfer.py`` names where they exist)."""
+    parser.add_argument("content", help="aligned face image (FFHQ alignment; `redestyle align`)")
+    parser.add_argument("--style-index", type=int, required=True,
+                        help="index of the exemplar in the code file (insertion order, as --style_id)")
+    parser.add_argument("--codes", required=True, help="folder with exstyle_code.npy (+ codes_meta.json)")
+    parser.add_argument("--ckpt", required=True, help="DualStyleGAN generator file (g_ema), e.g. generator.pt")
+    parser.add_argument("--weights", default=None, help="weights folder for the content encoder")
+    parser.add_argument("--profile", default="ffhq1024", choices=["tiny", "ffhq1024"])
+    parser.add_argument("--structure-weight", type=float, default=0.75, help="ModRes weight (indices 0-6)")
+    parser.add_argument("--color-weight", type=float, default=1.0, help="T_c weight (indices 7-17)")
+    parser.add_argument("--weight", type=float, nargs="+", default=None,
+                        help="all interp weights (18 at 1024); overrides the two above")
+    parser.add_argument("--truncation", type=float, default=0.75)
+    parser.add_argument("--preserve-color", action="store_true")
+    parser.add_argument("--wplus", action="store_true",
+                        help="encode the content into W+ (ReStyle-pSp, 5 iterations) instead of z+ "
+                             "(DualStyleGAN's encoder.pt); the default follows the codes' space")
+    parser.add_argument("--exstyle-name", default=None,
+                        help="code file (default refined_exstyle_code.npy if present, else exstyle_code.npy)")
+    parser.add_argument("--out", default="output", help="output folder")
+    parser.add_argument("--name", default="transfer", help="output file prefix")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tiny profile's networks")
+    return parser
+
+
+def encode_content(models, image: Tensor, *, space: str) -> Tensor:
+    """Content image [1, 3, R, R] in [-1, 1] -> intrinsic code [1, n_latent, D] in ``space``.
+
+    W+: ReStyle-pSp, 5 iterations (the first round of Re-Destyle); z+: DualStyleGAN's ``encoder.pt``
+    (codes without latent_avg, the parity fixture's reading).
+    """
+    from .inversion import pool, restyle
+
+    x = pool(image, models.profile.pool_size)
+    if space == "W+":
+        steps = restyle(models.encoder("restyle_psp"), models.generator, x, n_iters=5,
+                        latent_avg=models.latent_avg, avg_image=models.avg_image)
+        return steps[-1].latent
+    return models.encoder("dsg_zplus")(x)
+
+
+def cli_transfer(args: argparse.Namespace) -> int:
+    """Body of ``redestyle transfer``: writes ``<out>/<name>_<index>_<content>.png`` and an overview."""
+    from . import checkpoints as ck
+    from . import zoo
+    from .data import load_image
+    from .train.data import read_space
+    from .train.models import load_dualstylegan
+    from .viz import to_uint8
+
+    device = zoo.resolve_device(args.device)
+    codes_dir = Path(args.codes)
+    name = args.exstyle_name or ("refined_exstyle_code.npy" if (codes_dir / "refined_exstyle_code.npy").exists()
+                                 else "exstyle_code.npy")
+    codes = ck.load_codes(codes_dir / name)
+    keys = list(codes)
+    if not 0 <= args.style_index < len(keys):
+        raise SystemExit(f"--style-index {args.style_index} out of range: {codes_dir / name} holds {len(keys)} codes")
+    ex_space = read_space(codes_dir)
+    in_space = "W+" if args.wplus else ex_space
+    generator = load_dualstylegan(args.ckpt, args.profile).to(device)
+    method = "restyle_psp" if in_space == "W+" else "dsg_zplus"
+    models = zoo.build_models(args.profile, methods=[method], weights_dir=args.weights, seed=args.seed, device=device)
+    size = models.profile.image_size
+    content = load_image(args.content, size=size).to(device)
+    with torch.no_grad():
+        instyle = encode_content(models, content, space=in_space)
+        exstyle = torch.as_tensor(codes[keys[args.style_index]]).float().to(device)
+        image = stylize(generator, instyle, exstyle, instyle_space=in_space, exstyle_space=ex_space,
+                        structure_weight=args.structure_weight, color_weight=args.color_weight,
+                        interp_weights=args.weight, preserve_color=args.preserve_color,
+                        truncation=args.truncation)
+        reconstruction = stylize(generator, instyle, exstyle, instyle_space=in_space, exstyle_space=ex_space,
+                                 interp_weights=[0.0] * generator.n_latent, truncation=1.0)
+    import numpy as np
+    from PIL import Image
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.name}_{args.style_index}_{Path(args.content).stem}"
+    Image.fromarray(to_uint8(image[0])).save(out / f"{stem}.png")
+    overview = np.concatenate([to_uint8(t[0]) for t in (content.clamp(-1, 1), reconstruction, image)], axis=1)
+    Image.fromarray(overview).save(out / f"{stem}_overview.png")
+    log.info("exemplar %s (%s codes), content code %s -> %s", keys[args.style_index], ex_space, in_space, out / f"{stem}.png")
+    return 0
