@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -359,14 +358,10 @@ def align_face(
 
 def _atomic_write_bytes(path: Path, write) -> None:
     """Write through ``write(file_object)`` to a temporary file, then rename onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .checkpoints import atomic_write
+
+    with atomic_write(path) as f:
+        write(f)
 
 
 def _list_inputs(in_dir: Path, out_dir: Path) -> list[Path]:

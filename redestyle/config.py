@@ -8,9 +8,8 @@ random weights (its figures are labelled "tiny profile (random weights)").
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import math
+from dataclasses import asdict, dataclass
 
 
 def _check(cond: bool, msg: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,12 +95,8 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, *, dpi: int = 110) -
     out = resolve_out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from .checkpoints import atomic_write
+
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     return path

@@ -9,6 +9,7 @@ errors that name the missing file and where to get it). Only the methods asked f
 from __future__ import annotations
 
 import copy
+import functools
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,11 +161,12 @@ def _tiny_models(profile: Profile, methods, seed: int) -> Models:
             # The shared hypernet serves one weight shape: keep the official shared layers of the
             # first (4x4-conv) shape; narrower tiny layers get their own heads.
             shared = [i for i in SHARED_LAYERS if i < len(shapes) and shapes[i] == shapes[0]]
-            hyper = _seeded("hyperstyle", seed, lambda: HyperNetwork(
-                shapes, shared_layers=shared, input_size=ec.input_size, widths=ec.widths,
+            hyper = _seeded("hyperstyle", seed, functools.partial(
+                HyperNetwork, shapes, shared_layers=shared, input_size=ec.input_size, widths=ec.widths,
                 code_dim=gc.style_dim, hyper_inner=16, refine_inner=32))
-            w_enc = _seeded("w_encoder", seed, lambda: WEncoder(
-                ec.num_layers, ec.mode, n_latent=gc.n_latent, style_dim=gc.style_dim, widths=ec.widths))
+            w_enc = _seeded("w_encoder", seed, functools.partial(
+                WEncoder, ec.num_layers, ec.mode, n_latent=gc.n_latent, style_dim=gc.style_dim,
+                widths=ec.widths))
             _damp_outputs(hyper)
             encoders[method] = (hyper.eval(), w_enc.eval())
     for module in encoders.values():

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import load_parity
+
 from redestyle import zoo
 from redestyle.inversion import METHODS, average_image, invert, pool, restyle
 
