@@ -1,0 +1,555 @@
+"""Destylization accuracy (paper §4.3, Fig. 4-5): same-person consistency and expression retention.
+
+The paper shows qualitatively that portraits of one person give similar realistic faces with
+Re-Destyle but sometimes entirely different faces with DualStyleGAN's optimization baseline
+(Fig. 4), and that expression and glasses are kept (Fig. 5). This module measures both:
+
+- **groups.** Portraits come in groups, one group per person (``{group: [n, 3, P, P]}``). With a
+  data folder, one sub-folder per identity (:func:`group_by_folder`); without one,
+  :func:`sample_groups` builds groups from real photos that exist offline (skimage's astronaut,
+  matplotlib's Grace Hopper), each rendered as the photo plus :mod:`redestyle.data`'s three
+  stylisations, optionally with generator samples rendered the same way (:func:`generated_photos`;
+  with the tiny profile's random generator these are not faces: mechanics only).
+- **destylizers.** A destylizer maps portraits [B, 3, P, P] to a :class:`Destylization` (faces +
+  the W+ code that renders them). :func:`default_destylizers` wraps the baseline, Re-Destyle
+  schedules and single-round ReStyle; :func:`identity_destylizer` returns the portraits (the
+  "no destylization" reference, and a known answer for the tests).
+- **metrics** (:mod:`redestyle.metrics`): for each method, same-person consistency of the
+  destylized faces (mean within- vs across-group cosine similarity and the ROC AUC), with dlib's
+  face descriptor always and IR-SE50 when its weights exist; per-attribute mean absolute error of
+  expression / pose landmarks between portrait and face; a realism proxy (W+ distance to
+  ``latent_avg``; identity similarity of the face to its portrait); seconds per image. Faces dlib
+  cannot find are counted in the rows (``no_face``, ``n_failed``), never dropped silently.
+
+Everything here is pure over tensors except :func:`sample_groups`, which reads the two photos that
+ship inside skimage and matplotlib (no user files, no downloads).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import metrics
+from .inversion import pool
+
+__all__ = [
+    "CONSISTENCY_COLUMNS",
+    "RETENTION_COLUMNS",
+    "REGIONS",
+    "AccuracyComparison",
+    "Destylization",
+    "Destylizer",
+    "MethodRun",
+    "closeup_boxes",
+    "closeup_rows",
+    "compare_destylizers",
+    "crop_region",
+    "default_destylizers",
+    "generated_photos",
+    "group_by_folder",
+    "group_grid_rows",
+    "evaluate_method",
+    "identity_destylizer",
+    "random_id_features",
+    "run_destylizer",
+    "sample_groups",
+    "stylised_group",
+]
+
+
+@dataclass
+class Destylization:
+    """What a destylizer returns for a batch of portraits."""
+
+    faces: torch.Tensor  # [B, 3, S, S] in [-1, 1]: the realistic faces
+    w_plus: torch.Tensor | None  # [B, n_latent, D]: the W+ code that renders them (None: no code)
+
+
+# portraits [B, 3, P, P] in [-1, 1] at the encoder resolution -> Destylization
+Destylizer = Callable[[torch.Tensor], Destylization]
+
+
+# --------------------------------------------------------------------------------------------
+# groups of portraits, one per person
+
+
+def stylised_group(photo: np.ndarray, *, size: int) -> torch.Tensor:
+    """A photo and its three stylisations (:data:`redestyle.data.SAMPLE_STYLES`): [4, 3, size, size].
+
+    photo: an FFHQ-aligned RGB uint8 face [H, W, 3]. The stylisations are those of the bundled
+    samples (flat colours, ink outlines, a warm palette), so every group shares the same styles
+    and only the person differs.
+    """
+    from .data import SAMPLE_STYLES, _stylise
+    from .viz import to_tensor
+
+    images = [photo if style == "photo" else _stylise(photo, style) for style in SAMPLE_STYLES]
+    return torch.cat([to_tensor(img, size=size) for img in images])
+
+
+def _grace_hopper() -> np.ndarray:
+    """matplotlib's sample photo of Grace Hopper (a real face with glasses), RGB uint8."""
+    from matplotlib import cbook
+    from PIL import Image
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        return np.asarray(Image.open(f).convert("RGB"))
+
+
+def generated_photos(decoder, n: int, *, seed: int = 0, truncation: float = 0.7) -> list[np.ndarray]:
+    """``n`` generator samples as RGB uint8 photos [S, S, 3], seeded, truncated toward the mean w.
+
+    With official FFHQ weights these are (aligned) faces of new identities; with the tiny
+    profile's random weights they are not faces at all (mechanics only: dlib finds nothing).
+    """
+    from .viz import to_uint8
+
+    param = next(decoder.parameters())
+    gen = torch.Generator(device=param.device).manual_seed(seed)
+    with torch.no_grad():
+        z = torch.randn(n, decoder.style_dim, device=param.device, generator=gen)
+        w_mean = decoder.mean_latent(4096, generator=gen)
+        w = decoder.mapping(z)
+        w = w_mean + truncation * (w - w_mean)
+        images = decoder.decode(w.unsqueeze(1).expand(-1, decoder.n_latent, -1), randomize_noise=False)
+    return [to_uint8(img) for img in images]
+
+
+def sample_groups(
+    size: int,
+    *,
+    decoder=None,
+    n_generated: int = 0,
+    seed: int = 0,
+    real: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Same-person groups that exist offline: ``{group: [4, 3, size, size] in [-1, 1]}``.
+
+    ``real``: two real people, each the aligned photo plus three stylisations (``"astronaut"``:
+    skimage's astronaut, the bundled samples of :func:`redestyle.data.sample_portraits`;
+    ``"grace_hopper"``: matplotlib's sample photo). ``n_generated`` more groups
+    ``"generated_<i>"`` come from samples of ``decoder`` (:func:`generated_photos`) rendered the
+    same way. Deterministic for a given ``seed``.
+    """
+    from .align import align_face
+    from .data import sample_portraits
+
+    groups: dict[str, torch.Tensor] = {}
+    if real:
+        groups["astronaut"] = torch.cat(list(sample_portraits(size).values()))
+        hopper = np.asarray(align_face(_grace_hopper(), size=max(size, 256), transform_size=max(size, 256)))
+        groups["grace_hopper"] = stylised_group(hopper, size=size)
+    if n_generated:
+        if decoder is None:
+            raise ValueError("n_generated > 0 needs a decoder to sample faces from")
+        for i, photo in enumerate(generated_photos(decoder, n_generated, seed=seed)):
+            groups[f"generated_{i}"] = stylised_group(photo, size=size)
+    return groups
+
+
+def group_by_folder(images: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Group ``data.load_folder`` output by its first sub-folder: one sub-folder per identity.
+
+    images: ``{"<person>/<file>": [1, 3, P, P]}`` (names relative to the data folder, sorted).
+    Returns ``{person: [n, 3, P, P]}`` in name order. Files directly in the folder are an error:
+    their person is unknown.
+    """
+    grouped: dict[str, list[torch.Tensor]] = {}
+    loose = []
+    for name in sorted(images):
+        parts = name.replace("\\", "/").split("/")
+        if len(parts) < 2:
+            loose.append(name)
+            continue
+        grouped.setdefault(parts[0], []).append(images[name])
+    if loose:
+        raise ValueError(
+            f"{len(loose)} image(s) are not in a per-person sub-folder (e.g. {loose[0]!r}); "
+            "put each identity's portraits in their own sub-folder"
+        )
+    return {person: torch.cat(items) for person, items in grouped.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# destylizers
+
+
+def identity_destylizer(portraits: torch.Tensor) -> Destylization:
+    """The portraits themselves (no destylization, no code): the reference row."""
+    return Destylization(portraits, None)
+
+
+def _restyle_destylizer(models, schedule) -> Destylizer:
+    from .destylize import redestyle
+
+    encoder = models.encoder("restyle_psp")
+
+    def run(portraits: torch.Tensor) -> Destylization:
+        with torch.no_grad():
+            out = redestyle(encoder, models.generator, portraits, schedule=schedule,
+                            latent_avg=models.latent_avg, avg_image=models.avg_image)
+        return Destylization(out.image, out.z_i)
+
+    return run
+
+
+def _baseline_destylizer(models, *, n_steps: int, truncation: float, seed: int) -> Destylizer:
+    from .destylize import baseline
+
+    g = models.generator
+    encode_zplus = models.encode_zplus
+    gen_device = next(g.parameters()).device  # where the baseline draws its noise maps
+
+    def run(portraits: torch.Tensor) -> Destylization:
+        out = baseline(encode_zplus, models.g_prime, g, portraits, lpips=models.lpips,
+                       id_embed=models.id_features, n_steps=n_steps, truncation=truncation,
+                       generator=torch.Generator(device=gen_device).manual_seed(seed))
+        with torch.no_grad():
+            # The face is g(z_i) truncated toward w = 0 (destylize.py): its W+ code is psi * w.
+            w_plus = truncation * g.mapping_plus(out.z_i)
+        return Destylization(out.image.detach(), w_plus)
+
+    return run
+
+
+def default_destylizers(
+    models,
+    *,
+    schedules: Sequence[str] = ("5-3-1", "6-4-2"),
+    restyle_iters: int = 5,
+    baseline_steps: int | None = None,
+    baseline_truncation: float = 0.7,
+    seed: int = 0,
+) -> dict[str, Destylizer]:
+    """The methods of the accuracy table, by display name.
+
+    ``"baseline"`` (DualStyleGAN's optimization, :func:`redestyle.destylize.baseline`) when
+    ``models`` carries its parts (``g_prime``, the ``dsg_zplus`` encoder, ``lpips``; ID loss from
+    ``id_features`` when present): ``baseline_steps`` Adam steps (None: 300, the official
+    ``--iter``, on pretrained models; 5 on tiny), fresh noise seeded by ``seed`` per batch. ``"redestyle <schedule>"`` for each schedule and
+    ``"restyle N=<restyle_iters>"`` (one round: plain ReStyle-pSp), from ``models``'
+    ``restyle_psp`` encoder.
+    """
+    out: dict[str, Destylizer] = {}
+    if models.g_prime is not None and models.lpips is not None and "dsg_zplus" in models.encoders:
+        steps = baseline_steps if baseline_steps is not None else (300 if models.pretrained else 5)
+        out["baseline"] = _baseline_destylizer(models, n_steps=steps, truncation=baseline_truncation, seed=seed)
+    for schedule in schedules:
+        out[f"redestyle {schedule}"] = _restyle_destylizer(models, schedule)
+    out[f"restyle N={restyle_iters}"] = _restyle_destylizer(models, restyle_iters)
+    return out
+
+
+def random_id_features(*, seed: int = 0, widths: Sequence[int] = (8, 16, 32, 64)) -> torch.nn.Module:
+    """A seeded random-weight IR-SE50 (``irse.IDFeatures``) of small widths, for the tiny profile.
+
+    Its cosine similarities measure image similarity, not identity: it only lets the tiny profile
+    run the IR-SE50 consistency columns (mechanics only). Forward: [B, 3, S, S] -> unit [B, D].
+    """
+    from .nets.irse import Backbone, IDFeatures
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return IDFeatures(Backbone(112, 50, "ir_se", widths=tuple(widths)).eval()).eval()
+
+
+@dataclass
+class MethodRun:
+    """One destylizer over all portraits."""
+
+    faces: torch.Tensor  # [N, 3, S, S] in [-1, 1]
+    w_plus: torch.Tensor | None  # [N, n_latent, D] or None
+    seconds: float  # wall time over all batches
+
+    @property
+    def sec_per_image(self) -> float:
+        return self.seconds / max(1, self.faces.shape[0])
+
+
+def run_destylizer(destylizer: Destylizer, portraits: torch.Tensor, *, batch_size: int = 4) -> MethodRun:
+    """Run ``destylizer`` over portraits [N, 3, P, P] in batches of ``batch_size`` and time it.
+
+    On CUDA the clock waits for the device (``synchronize``) so the time is the work done.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    cuda = portraits.is_cuda
+    faces, codes = [], []
+    start = time.perf_counter()
+    for i in range(0, portraits.shape[0], batch_size):
+        out = destylizer(portraits[i : i + batch_size])
+        faces.append(out.faces.detach())
+        codes.append(None if out.w_plus is None else out.w_plus.detach())
+    if cuda:
+        torch.cuda.synchronize(portraits.device)
+    seconds = time.perf_counter() - start
+    w_plus = None if any(c is None for c in codes) else torch.cat(codes)
+    return MethodRun(torch.cat(faces), w_plus, seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# metrics per method
+
+#: Columns of the consistency / realism table (rows of :func:`compare_destylizers`).
+CONSISTENCY_COLUMNS = (
+    "method", "n_images", "no_face", "within_dlib", "across_dlib", "auc_dlib",
+    "within_irse", "across_irse", "auc_irse", "id_dlib", "id_irse", "latent_dist", "sec_per_image",
+)
+#: Columns of the expression / attribute retention table.
+RETENTION_COLUMNS = ("method", "n", "n_failed", *(f"err_{a}" for a in metrics.ATTRIBUTES))
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+
+def _consistency(embeddings: np.ndarray, group_of: Sequence[str]) -> dict[str, Any]:
+    by_group: dict[str, list[np.ndarray]] = {}
+    for emb, group in zip(embeddings, group_of):
+        by_group.setdefault(group, []).append(emb)
+    return metrics.group_consistency({g: np.stack(e) for g, e in by_group.items()})
+
+
+def evaluate_method(
+    name: str,
+    run: MethodRun,
+    portraits: torch.Tensor,
+    group_of: Sequence[str],
+    *,
+    names: Sequence[str],
+    latent_avg: torch.Tensor | None = None,
+    id_embed: metrics.EmbedFn | None = None,
+    portrait_embeddings: Mapping[str, np.ndarray] | None = None,
+    portrait_attributes: Sequence[dict | None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics of one method's faces against their portraits.
+
+    run: the method's faces [N, 3, S, S]; portraits: [N, 3, P, P]; group_of: N group names
+    (the person of each portrait); names: N image names for failure reports; latent_avg:
+    [n_latent, D] for the latent distance (NaN without codes); id_embed: IR-SE50 features
+    ([B, 3, 256, 256] -> [B, 512]) or None (its columns are NaN); ``portrait_*``: precomputed
+    dlib / IR-SE50 embeddings and landmark attributes of the portraits (computed here if None).
+
+    Returns ``(row, details)``: row has the keys of :data:`CONSISTENCY_COLUMNS` and
+    :data:`RETENTION_COLUMNS`: ``no_face`` = faces dlib found no face in (left out of the dlib
+    columns), ``within_* / across_* / auc_*`` = :func:`redestyle.metrics.group_consistency` of the
+    faces, ``id_*`` = mean cosine similarity face vs its portrait, ``latent_dist`` = mean W+
+    distance to ``latent_avg``, ``n`` / ``n_failed`` = portrait-face pairs compared / left out of
+    the retention errors ``err_<attribute>`` (degrees for yaw / pitch / roll); details holds the consistency dicts, per-image identity
+    similarities, the retention dict and the dlib :class:`~redestyle.metrics.Failure` list of
+    the faces.
+    """
+    n = portraits.shape[0]
+    if run.faces.shape[0] != n or len(group_of) != n or len(names) != n:
+        raise ValueError(f"{run.faces.shape[0]} faces, {len(group_of)} groups, {len(names)} names for {n} portraits")
+    backends: dict[str, str | metrics.EmbedFn] = {"dlib": "dlib"}
+    if id_embed is not None:
+        backends["irse"] = id_embed
+    portrait_embeddings = dict(portrait_embeddings or {})
+    row: dict[str, Any] = {"method": name, "n_images": n}
+    details: dict[str, Any] = {"consistency": {}, "id_similarity": {}}
+    face_names = [f"{x} (destylized)" for x in names]
+    for key, backend in backends.items():
+        emb, failures = metrics.embed_faces(run.faces, backend=backend, names=face_names)
+        if key not in portrait_embeddings:
+            portrait_embeddings[key], _ = metrics.embed_faces(portraits, backend=backend, names=list(names))
+        cons = _consistency(emb, group_of)
+        sims = np.einsum("nd,nd->n", emb, portrait_embeddings[key])  # unit rows: cosines, NaN if missing
+        details["consistency"][key] = cons
+        details["id_similarity"][key] = sims
+        row.update({f"within_{key}": cons["within_mean"], f"across_{key}": cons["across_mean"],
+                    f"auc_{key}": cons["auc"], f"id_{key}": _nanmean(sims)})
+        if key == "dlib":
+            row["no_face"] = len(failures)
+            details["failures"] = failures
+    for key in ("irse",):
+        if key not in backends:
+            row.update({f"within_{key}": math.nan, f"across_{key}": math.nan, f"auc_{key}": math.nan,
+                        f"id_{key}": math.nan})
+    if run.w_plus is not None and latent_avg is not None:
+        row["latent_dist"] = float(metrics.latent_distance_to_avg(run.w_plus, latent_avg).mean())
+    else:
+        row["latent_dist"] = math.nan
+    row["sec_per_image"] = run.sec_per_image
+    # Expression / pose retention: the portraits' landmarks once, the faces' per method.
+    if portrait_attributes is None:
+        portrait_attributes, _ = metrics.landmark_attributes(portraits, names=list(names))
+    face_attributes, _ = metrics.landmark_attributes(run.faces, names=face_names)
+    retention = metrics.attribute_errors(portrait_attributes, face_attributes)
+    details["retention"] = retention
+    row.update({"n": retention["n"], "n_failed": retention["n_failed"]})
+    row.update({f"err_{a}": v for a, v in retention["mean_abs_error"].items()})
+    return row, details
+
+
+@dataclass
+class AccuracyComparison:
+    """Every method's faces on every portrait group, and a metric row per method."""
+
+    groups: dict[str, torch.Tensor]  # group -> [n_g, 3, P, P] portraits
+    group_of: list[str]  # the group of each portrait, in row order
+    names: list[str]  # "<group>/<index>" per portrait
+    portraits: torch.Tensor  # [N, 3, P, P]
+    runs: dict[str, MethodRun]  # method -> faces, codes, time
+    rows: list[dict]  # one per method (CONSISTENCY_COLUMNS + RETENTION_COLUMNS keys)
+    details: dict[str, dict] = field(default_factory=dict)  # method -> evaluate_method details
+
+    def faces(self, method: str, group: str) -> torch.Tensor:
+        """The faces of one group by one method: [n_g, 3, S, S]."""
+        index = [i for i, g in enumerate(self.group_of) if g == group]
+        return self.runs[method].faces[index]
+
+
+def compare_destylizers(
+    destylizers: Mapping[str, Destylizer],
+    groups: Mapping[str, torch.Tensor],
+    *,
+    latent_avg: torch.Tensor | None = None,
+    id_embed: metrics.EmbedFn | None = None,
+    batch_size: int = 4,
+) -> AccuracyComparison:
+    """Destylize every group with every method and measure (Fig. 4-5 and the accuracy table).
+
+    destylizers: display name -> :data:`Destylizer`; groups: person -> portraits
+    [n_g, 3, P, P] in [-1, 1] (same P, on the destylizers' device); latent_avg: [n_latent, D]
+    for the realism proxy; id_embed: IR-SE50 features (e.g. ``models.id_features``) or None;
+    batch_size: portraits per destylizer call (DualStyleGAN's README runs the baseline with 1;
+    its LPIPS term is summed over the batch, so the batch changes the effective loss weights).
+    The portraits' embeddings and landmarks are computed once and shared by all methods.
+    """
+    if not groups:
+        raise ValueError("no portrait groups")
+    group_of = [g for g, imgs in groups.items() for _ in range(imgs.shape[0])]
+    names = [f"{g}/{i}" for g, imgs in groups.items() for i in range(imgs.shape[0])]
+    portraits = torch.cat(list(groups.values()))
+    emb = {"dlib": metrics.embed_faces(portraits, backend="dlib", names=names)[0]}
+    if id_embed is not None:
+        emb["irse"] = metrics.embed_faces(portraits, backend=id_embed, names=names)[0]
+    attrs, _ = metrics.landmark_attributes(portraits, names=names)
+    runs, rows, details = {}, [], {}
+    for name, destylizer in destylizers.items():
+        runs[name] = run_destylizer(destylizer, portraits, batch_size=batch_size)
+        row, info = evaluate_method(name, runs[name], portraits, group_of, names=names,
+                                    latent_avg=latent_avg, id_embed=id_embed,
+                                    portrait_embeddings=emb, portrait_attributes=attrs)
+        rows.append(row)
+        details[name] = info
+    return AccuracyComparison(dict(groups), group_of, names, portraits, runs, rows, details)
+
+
+# --------------------------------------------------------------------------------------------
+# figure helpers (Fig. 4 grid rows, Fig. 5 close-ups)
+
+
+def group_grid_rows(
+    comparison: AccuracyComparison, methods: Sequence[str], *, size: int | None = None
+) -> tuple[list[list[torch.Tensor]], list[str], list[str]]:
+    """Fig. 4 grid: a row of portraits, then a row of faces per method; one column per portrait.
+
+    Columns run through the groups in order, labelled "<group> <index>", so a person's portraits
+    and their faces stand side by side. Every image is resized to ``size`` (default: the
+    portraits' size). Returns (rows of [3, size, size] images, row labels, column labels).
+    """
+    size = size or comparison.portraits.shape[-1]
+    rows = [list(_resize(comparison.portraits, size))]
+    rows += [list(_resize(comparison.runs[m].faces, size)) for m in methods]
+    return rows, ["portrait", *methods], [n.replace("/", " ") for n in comparison.names]
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-1] > size:
+        return pool(images, size)
+    if images.shape[-1] < size:
+        return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return images
+
+
+#: Fig. 5 close-up regions, as 68-landmark index ranges (iBUG): eyes + brows, mouth.
+REGIONS = {"eyes": tuple(range(17, 27)) + tuple(range(36, 48)), "mouth": tuple(range(48, 68))}
+# Fallback boxes (top, bottom, left, right as fractions) for FFHQ-aligned faces without landmarks.
+_FFHQ_BOXES = {"eyes": (0.26, 0.58, 0.18, 0.82), "mouth": (0.60, 0.88, 0.22, 0.78)}
+
+
+def closeup_boxes(
+    portrait: torch.Tensor, *, margin: float = 0.15, aspect: float = 2.0
+) -> dict[str, tuple[float, float, float, float]]:
+    """Fig. 5 crop boxes of a square portrait [3, S, S]: ``{region: (top, bottom, left, right)}``.
+
+    Each box encloses the region's dlib landmarks (:data:`REGIONS`) plus ``margin`` of their
+    width on each side, grown to ``aspect`` (width / height) about its centre; values are
+    fractions of the image side (may pass 0 or 1 near the border: :func:`crop_region` pads).
+    Portrait and face share the FFHQ alignment, so the same box cuts the same part of both.
+    Without a detected face, fixed boxes of the FFHQ layout are used.
+    """
+    from .align import NoFaceError, detect_landmarks
+    from .viz import to_uint8
+
+    try:
+        landmarks, _ = detect_landmarks(to_uint8(portrait), source="portrait")
+    except NoFaceError:
+        return dict(_FFHQ_BOXES)
+    side = portrait.shape[-1]
+    boxes = {}
+    for region, index in REGIONS.items():
+        pts = landmarks[list(index)] / side
+        (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+        width = (x1 - x0) * (1 + 2 * margin)
+        height = max(width / aspect, (y1 - y0) * (1 + 2 * margin))
+        width = height * aspect
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        boxes[region] = (float(cy - height / 2), float(cy + height / 2),
+                         float(cx - width / 2), float(cx + width / 2))
+    return boxes
+
+
+def crop_region(
+    image: torch.Tensor, box: tuple[float, float, float, float], *, height: int = 48, width: int | None = None
+) -> torch.Tensor:
+    """Cut ``box`` (fractions, :func:`closeup_boxes`) out of image [3, H, W], resized (bilinear)
+    to [3, height, width] (width default: keep the box's aspect). Parts outside the image are
+    taken from the nearest border pixel."""
+    h, w = image.shape[-2:]
+    top, bottom, left, right = box
+    r0, c0 = int(round(top * h)), int(round(left * w))
+    r1, c1 = max(int(round(bottom * h)), r0 + 1), max(int(round(right * w)), c0 + 1)
+    pad = max(0, -r0, -c0, r1 - h, c1 - w)
+    padded = F.pad(image.unsqueeze(0).float(), (pad,) * 4, mode="replicate") if pad else image.unsqueeze(0).float()
+    patch = padded[:, :, r0 + pad : r1 + pad, c0 + pad : c1 + pad]
+    width = width or max(1, round(height * patch.shape[-1] / patch.shape[-2]))
+    return F.interpolate(patch, size=(height, width), mode="bilinear", align_corners=False)[0]
+
+
+def closeup_rows(
+    comparison: AccuracyComparison,
+    methods: Sequence[str],
+    *,
+    index: int = 1,
+    height: int = 48,
+) -> tuple[list[list[torch.Tensor]], list[str], list[str]]:
+    """Fig. 5 grid: per group, portrait ``index`` and each method's face as eyes-over-mouth tiles.
+
+    Each tile stacks the eyes crop over the mouth crop (:func:`closeup_boxes` of the portrait,
+    each resized to [height, 2 height]): a square [3, 2 height, 2 height]. Faces are resized to
+    the portrait's size first. Returns (rows of tiles, row labels "<group> #<index>", column
+    labels "portrait" + methods).
+    """
+    size = comparison.portraits.shape[-1]
+    rows, labels = [], []
+    for group, portraits in comparison.groups.items():
+        i = min(index, portraits.shape[0] - 1)
+        portrait = portraits[i]
+        faces = [_resize(comparison.faces(m, group)[i : i + 1], size)[0] for m in methods]
+        boxes = closeup_boxes(portrait)
+        rows.append([torch.cat([crop_region(img, boxes[r], height=height, width=2 * height) for r in REGIONS], dim=1)
+                     for img in (portrait, *faces)])
+        labels.append(f"{group} #{i}")
+    return rows, labels, ["portrait", *methods]
