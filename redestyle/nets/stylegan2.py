@@ -59,10 +59,22 @@ BLUR_KERNEL = (1, 3, 3, 1)
 def default_channels(channel_multiplier: int = 2) -> dict[int, int]:
     """rosinality's width table, resolution -> channels (config-f: channel_multiplier=2)."""
     m = channel_multiplier
-    return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * m, 128: 128 * m, 256: 64 * m, 512: 32 * m, 1024: 16 * m}
+    return {
+        4: 512,
+        8: 512,
+        16: 512,
+        32: 512,
+        64: 256 * m,
+        128: 128 * m,
+        256: 64 * m,
+        512: 32 * m,
+        1024: 16 * m,
+    }
 
 
-def _channel_table(size: int, channel_multiplier: int, channels: dict[int, int] | None) -> dict[int, int]:
+def _channel_table(
+    size: int, channel_multiplier: int, channels: dict[int, int] | None
+) -> dict[int, int]:
     table = {**default_channels(channel_multiplier), **(channels or {})}
     missing = [r for r in (2**i for i in range(2, int(math.log2(size)) + 1)) if r not in table]
     if missing:
@@ -100,7 +112,13 @@ class PixelNorm(nn.Module):
 class FusedLeakyReLU(nn.Module):
     """leaky_relu(x + bias, 0.2) * sqrt(2), bias broadcast along dim 1. Key: ``bias`` [C]."""
 
-    def __init__(self, channel: int, bias: bool = True, negative_slope: float = 0.2, scale: float = math.sqrt(2)):
+    def __init__(
+        self,
+        channel: int,
+        bias: bool = True,
+        negative_slope: float = 0.2,
+        scale: float = math.sqrt(2),
+    ):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channel)) if bias else None
         self.negative_slope = negative_slope
@@ -148,7 +166,15 @@ class EqualLinear(nn.Module):
 class EqualConv2d(nn.Module):
     """Conv2d with equalized learning rate: runtime weight = weight / sqrt(in * k * k)."""
 
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, stride: int = 1, padding: int = 0, bias: bool = True):
+    def __init__(
+        self,
+        in_channel: int,
+        out_channel: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channel, in_channel, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channel)) if bias else None
@@ -157,7 +183,9 @@ class EqualConv2d(nn.Module):
         self.padding = padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
+        return F.conv2d(
+            x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding
+        )
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape
@@ -248,13 +276,17 @@ class ModulatedConv2d(nn.Module):
         if upsample:
             # transposed conv (H -> 2H + k - 2) then a blur cropping back to 2H (reference §2)
             p = (taps - factor) - (kernel_size - 1)
-            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
+            self.blur = Blur(
+                blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor
+            )
         if downsample:
             p = (taps - factor) + (kernel_size - 1)
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2, p // 2))
         self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
         self.padding = kernel_size // 2
-        self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
+        self.weight = nn.Parameter(
+            torch.randn(1, out_channel, in_channel, kernel_size, kernel_size)
+        )
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
 
     def extra_repr(self) -> str:
@@ -263,7 +295,9 @@ class ModulatedConv2d(nn.Module):
             f"upsample={self.upsample}, downsample={self.downsample}"
         )
 
-    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def _conv(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         """Plain conv of x [B, in, H, W] with weight [out, in, k, k] (+ bias [out]), incl. the resampling."""
         if self.upsample:
             # conv_transpose2d wants [in, out, k, k]; no spatial flip (rosinality convention)
@@ -314,14 +348,18 @@ class ModulatedConv2d(nn.Module):
                 # 1 / |W_b[o]| with W_b = W * s_b: sum_i s_i^2 sum_k W[o, i, k]^2 (equal math, and
                 # no [B, out, in, k, k] temporaries)
                 w_sq = weight.square().sum(dim=(3, 4))  # [1 or B, out, in]
-                out_gain = torch.rsqrt((w_sq * s.square()[:, None, :]).sum(-1) + 1e-8) * gain  # [B, out]
+                out_gain = (
+                    torch.rsqrt((w_sq * s.square()[:, None, :]).sum(-1) + 1e-8) * gain
+                )  # [B, out]
             else:
                 out_gain = s.new_full((batch, self.out_channel), gain)
             # one weight per sample for batch 1 (no extra passes over the activations) and for
             # per-sample HyperStyle deltas; the official grouped conv is the same computation
             per_sample = batch == 1 or weight.shape[0] > 1
             if per_sample:
-                weight = weight * (out_gain[:, :, None] * s[:, None, :])[..., None, None]  # [B, out, in, k, k]
+                weight = (
+                    weight * (out_gain[:, :, None] * s[:, None, :])[..., None, None]
+                )  # [B, out, in, k, k]
             else:
                 weight = weight[0]
         if not torch.is_autocast_enabled(x.device.type):
@@ -350,7 +388,12 @@ class NoiseInjection(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1))
 
     def forward(
-        self, image: torch.Tensor, noise: torch.Tensor | None = None, *, gain: float = 1.0, inplace: bool = False
+        self,
+        image: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        *,
+        gain: float = 1.0,
+        inplace: bool = False,
     ) -> torch.Tensor:
         """image: [B, C, H, W], noise: [B or 1, 1, H, W] -> image + gain * weight * noise."""
         if noise is None:
@@ -391,7 +434,13 @@ class StyledConv(nn.Module):
     ):
         super().__init__()
         self.conv = ModulatedConv2d(
-            in_channel, out_channel, kernel_size, style_dim, demodulate=demodulate, upsample=upsample, blur_kernel=blur_kernel
+            in_channel,
+            out_channel,
+            kernel_size,
+            style_dim,
+            demodulate=demodulate,
+            upsample=upsample,
+            blur_kernel=blur_kernel,
         )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
@@ -412,7 +461,12 @@ class StyledConv(nn.Module):
         act = self.activate
         bias = None if act.bias is None else act.bias * act.scale
         out = self.conv.conv_gain_bias(
-            x, style, weight_delta=weight_delta, weight_offset=weight_offset, gain=act.scale, bias=bias
+            x,
+            style,
+            weight_delta=weight_delta,
+            weight_offset=weight_offset,
+            gain=act.scale,
+            bias=bias,
         )
         out = self.noise(out, noise, gain=act.scale, inplace=True)
         return F.leaky_relu_(out, act.negative_slope)
@@ -421,7 +475,13 @@ class StyledConv(nn.Module):
 class ToRGB(nn.Module):
     """1x1 modulated conv to RGB (no demodulation) + ``bias`` [1, 3, 1, 1], plus the upsampled skip."""
 
-    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[float] = BLUR_KERNEL):
+    def __init__(
+        self,
+        in_channel: int,
+        style_dim: int,
+        upsample: bool = True,
+        blur_kernel: Sequence[float] = BLUR_KERNEL,
+    ):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
@@ -429,7 +489,12 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(
-        self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None, *, weight_delta: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        style: torch.Tensor,
+        skip: torch.Tensor | None = None,
+        *,
+        weight_delta: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: [B, in, H, W], skip: [B, 3, H/2, W/2] or None -> [B, 3, H, W] (float32 under autocast,
         as the float32 bias promotes the bf16 conv output)."""
@@ -474,7 +539,10 @@ class Generator(nn.Module):
 
         self.style = nn.Sequential(
             PixelNorm(),
-            *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)],
+            *[
+                EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu")
+                for _ in range(n_mlp)
+            ],
         )
 
         ch = self.channels
@@ -492,8 +560,14 @@ class Generator(nn.Module):
         in_channel = ch[4]
         for i in range(3, self.log_size + 1):
             out_channel = ch[2**i]
-            self.convs.append(StyledConv(in_channel, out_channel, 3, style_dim, upsample=True, blur_kernel=blur_kernel))
-            self.convs.append(StyledConv(out_channel, out_channel, 3, style_dim, blur_kernel=blur_kernel))
+            self.convs.append(
+                StyledConv(
+                    in_channel, out_channel, 3, style_dim, upsample=True, blur_kernel=blur_kernel
+                )
+            )
+            self.convs.append(
+                StyledConv(out_channel, out_channel, 3, style_dim, blur_kernel=blur_kernel)
+            )
             self.to_rgbs.append(ToRGB(out_channel, style_dim, blur_kernel=blur_kernel))
             in_channel = out_channel
 
@@ -502,14 +576,18 @@ class Generator(nn.Module):
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, style_dim] -> w [B, style_dim] (float32, also under autocast)."""
         if z.ndim != 2:
-            raise ValueError(f"mapping expects z of shape [B, {self.style_dim}], got {tuple(z.shape)}")
+            raise ValueError(
+                f"mapping expects z of shape [B, {self.style_dim}], got {tuple(z.shape)}"
+            )
         with torch.autocast(z.device.type, enabled=False):
             return self.style(z.to(self.input.input.dtype))
 
     def mapping_plus(self, z_plus: torch.Tensor) -> torch.Tensor:
         """DualStyleGAN z+ [B, n_latent, style_dim] -> W+ [B, n_latent, style_dim], one mapping per layer."""
         if z_plus.ndim != 3:
-            raise ValueError(f"mapping_plus expects z+ of shape [B, n, {self.style_dim}], got {tuple(z_plus.shape)}")
+            raise ValueError(
+                f"mapping_plus expects z+ of shape [B, n, {self.style_dim}], got {tuple(z_plus.shape)}"
+            )
         b, n, d = z_plus.shape
         return self.mapping(z_plus.reshape(b * n, d)).reshape(b, n, d)
 
@@ -528,7 +606,9 @@ class Generator(nn.Module):
         for layer_idx in range(self.num_layers):
             res = 2 ** ((layer_idx + 5) // 2)
             dev = ref.device if generator is None else generator.device
-            noise.append(torch.randn(1, 1, res, res, generator=generator, device=dev).to(ref.device))
+            noise.append(
+                torch.randn(1, 1, res, res, generator=generator, device=dev).to(ref.device)
+            )
         return noise
 
     def registered_noise(self) -> list[torch.Tensor]:
@@ -573,11 +653,17 @@ class Generator(nn.Module):
             styles = [self.mapping_plus(s) if z_plus_latent else self._map_z(s) for s in styles]
         if truncation < 1:
             if truncation_latent is None:
-                raise ValueError("truncation < 1 needs truncation_latent (e.g. G.mean_latent(4096), or 0 as in DualStyleGAN)")
+                raise ValueError(
+                    "truncation < 1 needs truncation_latent (e.g. G.mean_latent(4096), or 0 as in DualStyleGAN)"
+                )
             styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
         latent = self._broadcast(styles, inject_index)
         image, features = self._synthesize(
-            latent, noise=noise, randomize_noise=randomize_noise, weights_deltas=weights_deltas, stop_at=stop_at
+            latent,
+            noise=noise,
+            randomize_noise=randomize_noise,
+            weights_deltas=weights_deltas,
+            stop_at=stop_at,
         )
         if return_latents:
             return image, latent
@@ -597,7 +683,11 @@ class Generator(nn.Module):
         """W+ [B, n_latent, D] (or w [B, D]) -> image [B, 3, R, R]; registered noise by default."""
         latent = self._broadcast([w_plus], None)
         image, _ = self._synthesize(
-            latent, noise=noise, randomize_noise=randomize_noise, weights_deltas=weights_deltas, stop_at=stop_at
+            latent,
+            noise=noise,
+            randomize_noise=randomize_noise,
+            weights_deltas=weights_deltas,
+            stop_at=stop_at,
         )
         return image
 
@@ -646,7 +736,9 @@ class Generator(nn.Module):
         if weights_deltas is None:
             weights_deltas = [None] * n_deltas
         if len(weights_deltas) != n_deltas:
-            raise ValueError(f"weights_deltas must have {n_deltas} entries (conv1, to_rgb1, 3 per block), got {len(weights_deltas)}")
+            raise ValueError(
+                f"weights_deltas must have {n_deltas} entries (conv1, to_rgb1, 3 per block), got {len(weights_deltas)}"
+            )
         stop_at = self.size if stop_at is None else stop_at
         if stop_at not in [2**i for i in range(2, self.log_size + 1)]:
             raise ValueError(f"stop_at must be a power of two in [4, {self.size}], got {stop_at}")
@@ -694,7 +786,16 @@ class ConvLayer(nn.Sequential):
             stride, padding = 2, 0
         else:
             stride, padding = 1, kernel_size // 2
-        layers.append(EqualConv2d(in_channel, out_channel, kernel_size, stride=stride, padding=padding, bias=bias and not activate))
+        layers.append(
+            EqualConv2d(
+                in_channel,
+                out_channel,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                bias=bias and not activate,
+            )
+        )
         if activate:
             layers.append(FusedLeakyReLU(out_channel, bias=bias))
         super().__init__(*layers)
@@ -703,11 +804,21 @@ class ConvLayer(nn.Sequential):
 class ResBlock(nn.Module):
     """Residual /2 block: (conv2(conv1(x)) + skip(x)) / sqrt(2)."""
 
-    def __init__(self, in_channel: int, out_channel: int, blur_kernel: Sequence[float] = BLUR_KERNEL):
+    def __init__(
+        self, in_channel: int, out_channel: int, blur_kernel: Sequence[float] = BLUR_KERNEL
+    ):
         super().__init__()
         self.conv1 = ConvLayer(in_channel, in_channel, 3)
         self.conv2 = ConvLayer(in_channel, out_channel, 3, downsample=True, blur_kernel=blur_kernel)
-        self.skip = ConvLayer(in_channel, out_channel, 1, downsample=True, blur_kernel=blur_kernel, activate=False, bias=False)
+        self.skip = ConvLayer(
+            in_channel,
+            out_channel,
+            1,
+            downsample=True,
+            blur_kernel=blur_kernel,
+            activate=False,
+            bias=False,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
@@ -760,6 +871,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, size, size] in [-1, 1] -> logits [B, 1]."""
-        out = self.convs(x)
+        # channels_last: oneDNN's fast layout on CPU (as in the generator)
+        out = self.convs(x.contiguous(memory_format=torch.channels_last))
         out = self.final_conv(self.minibatch_stddev(out))
         return self.final_linear(out.flatten(1))

@@ -59,7 +59,11 @@ def test_parity_stylegan2_ffhq1024(g1024, case):
             fx.check("mean_latent_check", G.style(d["z_mean"]).mean(0, keepdim=True))
         elif case == "b":
             img, latent = G(
-                [d["z"]], truncation=0.7, truncation_latent=d["mean_latent"], randomize_noise=False, return_latents=True
+                [d["z"]],
+                truncation=0.7,
+                truncation_latent=d["mean_latent"],
+                randomize_noise=False,
+                return_latents=True,
             )
             fx.check("b.latent", latent)
         else:
@@ -76,10 +80,13 @@ def test_parity_stylegan2_disc1024(d1024, case):
     x = fx.rule.nearest_up(fx.data["x_base"], 4)
     with torch.no_grad():
         if case == "a":
-            convs_out = D.convs(x)
+            convs_out = D.convs(x.contiguous(memory_format=torch.channels_last))
+            final_conv_out = D.final_conv(D.minibatch_stddev(convs_out))
             fx.check("a.convs_out", convs_out)
-            fx.check("a.final_conv_out", D.final_conv(D.minibatch_stddev(convs_out)))
-            fx.check("a.logits", D(x))
+            fx.check("a.final_conv_out", final_conv_out)
+            fx.check(
+                "a.logits", D.final_linear(final_conv_out.flatten(1))
+            )  # = D(x), without a second pass
         else:
             fx.check("b.logits", D(torch.cat([x, x.flip(3)])))
 
@@ -127,7 +134,12 @@ def test_strict_load_names_renamed_key(tiny):
 
 def test_state_dict_has_kernel_and_noise_buffers(tiny):
     keys = set(tiny.state_dict())
-    assert {"noises.noise_0", "noises.noise_8", "convs.0.conv.blur.kernel", "to_rgbs.0.upsample.kernel"} <= keys
+    assert {
+        "noises.noise_0",
+        "noises.noise_8",
+        "convs.0.conv.blur.kernel",
+        "to_rgbs.0.upsample.kernel",
+    } <= keys
     assert "to_rgb1.upsample.kernel" not in keys and "convs.1.conv.blur.kernel" not in keys
 
 
@@ -150,16 +162,24 @@ def test_truncation(tiny):
     w = G.mapping(z)
     mean = G.mean_latent(256, generator=torch.Generator().manual_seed(3))
     assert mean.shape == (1, G.style_dim)
-    _, lat1 = G([z], truncation=1.0, truncation_latent=mean, randomize_noise=False, return_latents=True)
+    _, lat1 = G(
+        [z], truncation=1.0, truncation_latent=mean, randomize_noise=False, return_latents=True
+    )
     torch.testing.assert_close(lat1, w[:, None].expand(-1, G.n_latent, -1), rtol=0, atol=0)
-    _, lat_half = G([z], truncation=0.5, truncation_latent=mean, randomize_noise=False, return_latents=True)
+    _, lat_half = G(
+        [z], truncation=0.5, truncation_latent=mean, randomize_noise=False, return_latents=True
+    )
     torch.testing.assert_close(lat_half[:, 3], mean + 0.5 * (w - mean), rtol=1e-6, atol=1e-6)
     # truncation 0 collapses every z onto the mean latent: identical images across the batch
-    img0, lat0 = G([z], truncation=0.0, truncation_latent=mean, randomize_noise=False, return_latents=True)
+    img0, lat0 = G(
+        [z], truncation=0.0, truncation_latent=mean, randomize_noise=False, return_latents=True
+    )
     torch.testing.assert_close(lat0, mean[:, None].expand(2, G.n_latent, -1), rtol=0, atol=1e-6)
     torch.testing.assert_close(img0[0], img0[1], rtol=0, atol=1e-5)
     # DualStyleGAN truncates toward 0
-    _, lat_zero = G([z], truncation=0.7, truncation_latent=0, randomize_noise=False, return_latents=True)
+    _, lat_zero = G(
+        [z], truncation=0.7, truncation_latent=0, randomize_noise=False, return_latents=True
+    )
     torch.testing.assert_close(lat_zero[:, 0], 0.7 * w, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="truncation_latent"):
         G([z], truncation=0.7)
@@ -170,13 +190,21 @@ def test_style_mixing_inject_index(tiny):
     G = tiny
     w1, w2 = _w(G, seed=4), _w(G, seed=5)
     for k in (1, 4, G.n_latent - 1):
-        _, lat = G([w1, w2], input_is_latent=True, inject_index=k, randomize_noise=False, return_latents=True)
+        _, lat = G(
+            [w1, w2],
+            input_is_latent=True,
+            inject_index=k,
+            randomize_noise=False,
+            return_latents=True,
+        )
         assert torch.equal(lat[:, :k], w1[:, None].expand(-1, k, -1))
         assert torch.equal(lat[:, k:], w2[:, None].expand(-1, G.n_latent - k, -1))
     # two W+ entries (DualStyleGAN): slices of each
     p1 = torch.randn(2, G.n_latent, G.style_dim, generator=torch.Generator().manual_seed(6))
     p2 = torch.randn(2, G.n_latent, G.style_dim, generator=torch.Generator().manual_seed(7))
-    _, lat = G([p1, p2], input_is_latent=True, inject_index=6, randomize_noise=False, return_latents=True)
+    _, lat = G(
+        [p1, p2], input_is_latent=True, inject_index=6, randomize_noise=False, return_latents=True
+    )
     assert torch.equal(lat, torch.cat([p1[:, :6], p2[:, 6:]], 1))
     # switching at the end / start is the first / second code alone
     only1, _ = G([w1], input_is_latent=True, randomize_noise=False)
@@ -208,7 +236,9 @@ def test_noise_modes(tiny):
     fresh = G.make_noise(generator=torch.Generator().manual_seed(9))
     assert [n.shape for n in fresh] == [n.shape for n in G.registered_noise()]
     a, _ = G([w], input_is_latent=True, noise=fresh)
-    b, _ = G([w], input_is_latent=True, noise=G.make_noise(generator=torch.Generator().manual_seed(9)))
+    b, _ = G(
+        [w], input_is_latent=True, noise=G.make_noise(generator=torch.Generator().manual_seed(9))
+    )
     assert torch.equal(a, b) and (a - fixed1).abs().max() > 1e-3
     with pytest.raises(ValueError, match="noise must have 9 entries"):
         G([w], input_is_latent=True, noise=fresh[:3])
@@ -258,7 +288,9 @@ def _deltas(G, batch, scale, seed):
     layers = [G.conv1, G.to_rgb1]
     for k in range(len(G.to_rgbs)):
         layers += [G.convs[2 * k], G.convs[2 * k + 1], G.to_rgbs[k]]
-    return [scale * torch.randn(batch, *layer.conv.weight.shape[1:], generator=g) for layer in layers]
+    return [
+        scale * torch.randn(batch, *layer.conv.weight.shape[1:], generator=g) for layer in layers
+    ]
 
 
 @torch.no_grad()
@@ -333,10 +365,14 @@ def test_discriminator_r1_double_backward():
     # every weight shapes dD/dx (the last bias does not, so it gets no gradient)
     for name, p in D.named_parameters():
         if name.endswith("weight"):
-            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, (
+                name
+            )
     # the analytic d(penalty)/d(theta) matches a central difference along one weight direction
     weight = D.convs[1].conv1[0].weight
-    direction = torch.randn(weight.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(16))
+    direction = torch.randn(
+        weight.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(16)
+    )
     analytic = (weight.grad * direction).sum()
 
     def r1(eps):
