@@ -112,6 +112,19 @@ class Models:
         return self
 
 
+def _encoder_classes() -> dict:
+    """Fig. 1 method -> encoder class (DualStyleGAN's z+ encoder is a pSp GradualStyleEncoder)."""
+    from .nets import encoders as enc
+
+    return {
+        "psp": enc.GradualStyleEncoder,
+        "e4e": enc.Encoder4Editing,
+        "restyle_psp": enc.BackboneEncoder,
+        "restyle_e4e": enc.ProgressiveBackboneEncoder,
+        "dsg_zplus": enc.GradualStyleEncoder,
+    }
+
+
 def _seeded(name: str, seed: int, build):
     """Build a module under a private RNG seeded by (name, seed): order-independent init."""
     with torch.random.fork_rng(devices=[]):
@@ -133,7 +146,6 @@ def _damp_heads(encoder: torch.nn.Module, factor: float = 0.1) -> torch.nn.Modul
 
 
 def _tiny_models(profile: Profile, methods, seed: int) -> Models:
-    from .nets import encoders as enc
     from .nets.stylegan2 import Generator
 
     gc, ec = profile.generator, profile.encoder
@@ -142,13 +154,7 @@ def _tiny_models(profile: Profile, methods, seed: int) -> Models:
         mean = generator.mean_latent(4096, generator=torch.Generator().manual_seed(seed))
     latent_avg = mean.reshape(1, -1).expand(gc.n_latent, -1).clone()
     common = dict(n_styles=gc.n_latent, style_dim=gc.style_dim, input_size=ec.input_size, widths=ec.widths)
-    classes = {
-        "psp": enc.GradualStyleEncoder,
-        "e4e": enc.Encoder4Editing,
-        "restyle_psp": enc.BackboneEncoder,
-        "restyle_e4e": enc.ProgressiveBackboneEncoder,
-        "dsg_zplus": enc.GradualStyleEncoder,
-    }
+    classes = _encoder_classes()
     encoders = {}
     for method in methods:
         if method in classes:
@@ -185,7 +191,6 @@ def _damp_outputs(hypernet: torch.nn.Module, factor: float = 0.01) -> None:
 
 def _official_models(profile: Profile, methods, weights_dir) -> Models:
     from . import checkpoints as ck
-    from .nets import encoders as enc
 
     def path(name):
         return ck.resolve(name, weights_dir)
@@ -194,13 +199,7 @@ def _official_models(profile: Profile, methods, weights_dir) -> Models:
     n_latent = profile.generator.n_latent
     encoders, avgs = {}, {}
     zplus_from_avg = False
-    classes = {
-        "psp": enc.GradualStyleEncoder,
-        "e4e": enc.Encoder4Editing,
-        "restyle_psp": enc.BackboneEncoder,
-        "restyle_e4e": enc.ProgressiveBackboneEncoder,
-        "dsg_zplus": enc.GradualStyleEncoder,
-    }
+    classes = _encoder_classes()
     for method in methods:
         if method in classes:
             file = path(ENCODER_FILES[method])

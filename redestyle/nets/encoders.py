@@ -46,6 +46,7 @@ __all__ = [
     "ResNetBackboneEncoder",
     "ResNetProgressiveBackboneEncoder",
     "init_from_irse",
+    "make_resnet34_trunk",
     "n_styles_for",
     "widen_input_layer",
 ]
@@ -370,6 +371,22 @@ class BasicBlock(nn.Module):
         return F.relu(out + shortcut)
 
 
+def make_resnet34_trunk(input_nc: int, widths: Sequence[int]) -> tuple[nn.Module, nn.Module, nn.Module, nn.Sequential]:
+    """ReStyle/HyperStyle's ResNet34 trunk: (conv1 7x7/2, bn1, relu = PReLU, body).
+
+    ``body`` is torchvision resnet34's layer1..layer4 flattened into 16 BasicBlocks (keys
+    ``body.0..15``), without the max-pool; it reduces the input 16x to ``widths[3]`` channels.
+    """
+    conv1 = nn.Conv2d(input_nc, widths[0], 7, 2, 3, bias=False)
+    blocks, in_channels = [], widths[0]
+    for stage, (channels, count) in enumerate(zip(widths, RESNET34_UNITS)):
+        for i in range(count):
+            # torchvision: layer1 keeps the resolution, layers 2-4 halve it in their first block.
+            blocks.append(BasicBlock(in_channels, channels, 2 if i == 0 and stage > 0 else 1))
+            in_channels = channels
+    return conv1, nn.BatchNorm2d(widths[0]), nn.PReLU(widths[0]), nn.Sequential(*blocks)
+
+
 class _ResNetEncoder(nn.Module):
     """ReStyle's ResNet34 trunk: conv7x7/2 + BN + PReLU (no max-pool), layer1..4 flattened as ``body.0..15``."""
 
@@ -391,16 +408,7 @@ class _ResNetEncoder(nn.Module):
         self.n_styles = n_styles
         self.style_dim = style_dim
         self.input_size = input_size
-        self.conv1 = nn.Conv2d(input_nc, widths[0], 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.relu = nn.PReLU(widths[0])
-        blocks, in_channels = [], widths[0]
-        for stage, (channels, count) in enumerate(zip(widths, RESNET34_UNITS)):
-            for i in range(count):
-                # torchvision: layer1 keeps the resolution, layers 2-4 halve it in their first block.
-                blocks.append(BasicBlock(in_channels, channels, 2 if i == 0 and stage > 0 else 1))
-                in_channels = channels
-        self.body = nn.Sequential(*blocks)
+        self.conv1, self.bn1, self.relu, self.body = make_resnet34_trunk(input_nc, widths)
         self.styles = nn.ModuleList(
             GradualStyleBlock(widths[3], style_dim, input_size // 16) for _ in range(n_styles)
         )

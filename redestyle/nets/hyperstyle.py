@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .encoders import RESNET34_UNITS, BasicBlock
+from .encoders import make_resnet34_trunk
 from .irse import IRSE_WIDTHS, make_body, make_input_layer
 from .stylegan2 import EqualLinear, default_channels
 
@@ -302,16 +302,8 @@ class HyperNetwork(nn.Module):
         self.shared_layers = tuple(shared)
         self.input_nc, self.input_size = input_nc, input_size
 
-        self.conv1 = nn.Conv2d(input_nc, widths[0], 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.relu = nn.PReLU(widths[0])
-        blocks, in_channels = [], widths[0]
-        for stage, (channels, count) in enumerate(zip(widths, RESNET34_UNITS)):
-            for i in range(count):
-                # torchvision resnet34: layer1 keeps the resolution, layers 2-4 halve it first.
-                blocks.append(BasicBlock(in_channels, channels, 2 if i == 0 and stage > 0 else 1))
-                in_channels = channels
-        self.body = nn.Sequential(*blocks)
+        # The trunk is ReStyle's ResNet34 encoder trunk (same keys: conv1, bn1, relu, body.0..15).
+        self.conv1, self.bn1, self.relu, self.body = make_resnet34_trunk(input_nc, widths)
 
         spatial = input_size // 16
         k, c_in, c_out = shapes[shared[0]] if shared else (3, code_dim, code_dim)
