@@ -18,8 +18,19 @@ import torch
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
 
+#: Input policy (``load_image``; ``redestyle destylize --help`` and ``jobs`` repeat it).
+#: Inputs are FFHQ-aligned square faces. Any readable image convertible to RGB is accepted
+#: (greyscale, palette, CMYK, 16-bit, with alpha) and resized to the network size; images
+#: that are not square, or whose side is below MIN_SIDE px, are rejected with a message
+#: telling to run ``redestyle align`` (a stretched or tiny crop would give a wrong code
+#: silently); images above MAX_PIXELS are rejected before decoding (memory).
+MIN_SIDE = 32
+MAX_PIXELS = 8192 * 8192
+ALIGN_HINT = "run `redestyle align` on the raw photos first"
+
+
 class ImageReadError(ValueError):
-    """An input file could not be read as an image; the message names the file."""
+    """An input file could not be used as a face image; the one-line message names the file."""
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -30,18 +41,87 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_image(path: str | os.PathLike, *, size: int) -> torch.Tensor:
-    """Read one RGB image as [1, 3, size, size] in [-1, 1]; errors name the file and the problem."""
-    from PIL import Image, UnidentifiedImageError
+def to_rgb(im):
+    """A PIL image of any mode -> 8-bit RGB PIL image.
+
+    16-bit and 32-bit integer greyscale (``I;16``, ``I``) are scaled by 1/257 (PIL's own
+    ``convert`` would clip them at 255); float images in [0, 1] are scaled by 255; transparency
+    (RGBA, LA, palette with a transparent colour) is composited over white, not dropped
+    (dropping it leaves whatever colour the transparent pixels happen to hold, often black);
+    CMYK, YCbCr, palette and greyscale go through PIL's conversion.
+    """
+    from PIL import Image
+
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if im.mode == "F":
+            scale = 255.0 if arr.max(initial=0) <= 1 else 1.0
+        else:  # 16-bit samples (PNG, TIFF): 65535 -> 255
+            scale = 1 / 257
+        arr = np.clip(arr * scale, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "RGBa", "La", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _problem(path: Path, err: Exception) -> str:
+    """One line saying what is wrong with a file that PIL could not decode."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image (the format cannot be identified)"
+    if isinstance(err, PermissionError):
+        return "cannot be read (permission denied)"
+    text = " ".join(str(err).split())  # one line
+    return f"not a readable image ({type(err).__name__}: {text})"
+
+
+def check_face_size(width: int, height: int, *, min_side: int = MIN_SIDE) -> str | None:
+    """The input policy's size checks: None when (width, height) is acceptable, else the problem."""
+    if width * height > MAX_PIXELS:
+        return (f"{width}x{height} px is larger than the {MAX_PIXELS} pixel limit (aligned faces are "
+                f"at most 8192x8192); {ALIGN_HINT}")
+    if width != height:
+        return f"{width}x{height} px is not square: inputs must be aligned square faces; {ALIGN_HINT}"
+    if width < min_side:
+        return f"{width}x{height} px is smaller than the {min_side} px minimum; {ALIGN_HINT} at a larger size"
+    return None
+
+
+def load_image(path: str | os.PathLike, *, size: int, min_side: int = MIN_SIDE) -> torch.Tensor:
+    """Read one face image as [1, 3, size, size] in [-1, 1] (the input policy above).
+
+    Any RGB-convertible image (:func:`to_rgb`; EXIF orientation applied) that is square, at
+    least ``min_side`` px and at most ``MAX_PIXELS`` is resized (bilinear) to ``size``.
+    Anything else raises :class:`ImageReadError` with one line "<path>: <problem>".
+    """
+    import warnings
+
+    from PIL import Image, ImageOps
 
     from .viz import to_tensor
 
+    path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            return to_tensor(im, size=size)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise ImageReadError(f"{path}: not a readable image ({err})") from err
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                problem = check_face_size(*im.size, min_side=min_side)  # header only: no decoding yet
+                if problem:
+                    raise ImageReadError(f"{path}: {problem}")
+                im.load()
+                rgb = to_rgb(ImageOps.exif_transpose(im))
+        return to_tensor(rgb, size=size)
+    except ImageReadError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as err:
+        raise ImageReadError(f"{path}: {_problem(path, err)}") from err
 
 
 @functools.cache

@@ -474,3 +474,61 @@ def schedule_explorer(models, portraits: Mapping[str, torch.Tensor], *, schedule
 
     return widgets.interactive(show, schedule=widgets.SelectionSlider(options=list(schedules),
                                                                      value=schedules[0]))
+
+
+def round_detail_grid(portrait: torch.Tensor, result: Destylized, *, index: int = 0):
+    """Fig. 2 detail for one portrait: one row per round: its input, every ReStyle iteration, its output.
+
+    portrait: [1, 3, P, P] (only for the shapes' sake: round 1's input is the portrait itself);
+    index: which image of ``result``'s batch. Row labels give the round and its N; images are
+    pooled to P. Returns (rows, row labels, column labels) for ``viz.image_grid``.
+    """
+    size = portrait.shape[-1]
+    n_max = max(r.n_iters for r in result.rounds)
+    rows, labels = [], []
+    for k, r in enumerate(result.rounds):
+        iters = [pool(s.image[index : index + 1], size)[0] for s in r.steps]
+        rows.append([r.input[index]] + iters + [None] * (n_max - len(iters)) + [iters[-1]])
+        labels.append(f"round {k + 1}\nN = {r.n_iters}")
+    cols = ["round input"] + [f"iteration {t + 1}" for t in range(n_max)] + ["round output"]
+    return rows, labels, cols
+
+
+def tradeoff_rows(results: Mapping[str, Destylized], portraits: Mapping[str, torch.Tensor],
+                  latent_avg: torch.Tensor) -> list[dict]:
+    """What the schedule trades, per schedule and round (means over portraits).
+
+    dist_to_avg: mean over W+ layers of ||w - latent_avg||_2 (smaller = nearer the average face);
+    mse_to_portrait: mean squared difference in [-1, 1] between the round's output (pooled to P)
+    and the portrait (smaller = closer to the input). latent_avg: [n_latent, D].
+    """
+    x = torch.cat(list(portraits.values()))
+    rows = []
+    for spec, result in results.items():
+        for k, r in enumerate(result.rounds):
+            dist = (r.latent - latent_avg.unsqueeze(0)).norm(dim=-1).mean().item()
+            mse = F.mse_loss(pool(r.image, x.shape[-1]), x.to(r.image)).item()
+            rows.append({"schedule": spec, "round": k + 1, "N": r.n_iters, "dist_to_avg": dist,
+                         "mse_to_portrait": mse})
+    return rows
+
+
+def tradeoff_figure(rows: Sequence[Mapping], *, title: str):
+    """Matplotlib figure of :func:`tradeoff_rows`: distance to latent_avg and MSE to the portrait per round."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for spec in dict.fromkeys(r["schedule"] for r in rows):
+        mine = [r for r in rows if r["schedule"] == spec]
+        rounds = [r["round"] for r in mine]
+        for ax, key in zip(axes, ("dist_to_avg", "mse_to_portrait")):
+            ax.plot(rounds, [r[key] for r in mine], marker="o", label=spec)
+    axes[0].set_ylabel("||w - latent_avg|| (mean over layers)")
+    axes[1].set_ylabel("MSE(round output, portrait)")
+    for ax in axes:
+        ax.set_xlabel("round")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(title="schedule", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -9,10 +9,18 @@
 * ``previews/<name>.png``: input | reconstruction | destylized,
 * ``report.json``: per-image status, error and seconds, and a summary.
 
-Inputs are processed in sorted order; every batch's results are written at once through a
-temporary file and ``os.replace`` (``checkpoints.atomic_write``), so an interruption loses at
-most the running batch, and a re-run skips what is done. Unreadable files are recorded and
-skipped; the run goes on. ``cli_destylize`` is the ``redestyle destylize`` verb.
+Inputs are processed in sorted order; every batch's results (one image at the default batch 1)
+are committed at once through a temporary file and ``os.replace`` (``checkpoints.atomic_write``),
+so a kill loses at most the batch in flight, and a re-run skips what is done and gives the same
+codes as an uninterrupted run.
+
+Input policy (``data.load_image``): inputs are FFHQ-aligned square faces. Any readable image
+that converts to RGB (greyscale, palette, CMYK, 16-bit, RGBA composited over white; EXIF
+orientation applied) is accepted and resized to the encoder size. A file that is not an image,
+empty, truncated or unreadable, not square, smaller than ``data.MIN_SIDE`` px or larger than
+``data.MAX_PIXELS`` is not guessed at: it is recorded in report.json with one line naming the
+file and the problem (non-square and too-small files are told to run ``redestyle align``), the
+run goes on, and ``redestyle destylize`` exits with status 1. ``cli_destylize`` is that verb.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import numpy as np
 import torch
 
 from .checkpoints import atomic_write, load_codes
-from .data import ImageReadError, list_images, load_image
+from .data import MIN_SIDE, ImageReadError, list_images, load_image
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +89,11 @@ def destylize_folder(
     """Destylize every image of ``in_dir`` into ``out_dir`` (see the module docstring).
 
     destylize: images [B, 3, size, size] in [-1, 1] -> a ``destylize.Destylized`` (it owns its
-    grad mode); batches are moved to ``device`` first. meta: written to codes_meta.json (must hold ``space``); a folder whose existing
-    meta differs in any field is refused rather than mixed. progress(done, total, name) is
-    called after each batch. Returns the report dict ({"images": {name: {...}}, "summary"}).
+    grad mode); batches are moved to ``device`` first. meta: written to codes_meta.json (must
+    hold ``space``); a folder whose existing meta differs in any field is refused rather than
+    mixed. progress(done, total, name): done = images with codes, called once before the first
+    batch (name "") and after each successful batch. Returns the report dict
+    ({"images": {name: {...}}, "summary", "failed": {name: one-line error}}).
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -109,6 +119,8 @@ def destylize_folder(
     todo = [(n, p) for n, p in zip(names, paths) if not (n in exstyle and n in instyle)]
     done = len(paths) - len(todo)
     log.info("%d images, %d done, %d to do", len(paths), done, len(todo))
+    if progress is not None:
+        progress(done, len(paths), "")
     for i in range(0, len(todo), batch):
         chunk, tensors = [], []
         for name, path in todo[i : i + batch]:
@@ -169,7 +181,11 @@ def _save_preview(path: Path, images: list[torch.Tensor], size: int) -> None:
 
 def add_destylize_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``destylize`` verb's arguments to ``parser`` (for cli.py's sub-command)."""
-    parser.add_argument("in_dir", help="folder of aligned portraits (searched recursively)")
+    parser.add_argument("in_dir", help="folder of FFHQ-aligned square portraits (searched recursively). "
+                        "Any image convertible to RGB (grey, palette, CMYK, 16-bit, RGBA over white) "
+                        "is resized to the network size; files that are not images, not square or "
+                        f"under {MIN_SIDE} px are reported (one line each, run `redestyle align` on raw "
+                        "photos) and skipped, and the exit status is then 1")
     parser.add_argument("--out", dest="out_dir", required=True,
                         help="where exstyle_code.npy, instyle_code.npy, codes_meta.json, previews/ "
                         "and report.json go (re-running resumes)")
@@ -196,6 +212,9 @@ def add_destylize_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
                         help="baseline: style folder of g' (<weights>/<style>/finetune-000600.pt)")
     parser.add_argument("--seed", type=int, default=0, help="tiny weights / baseline noise seed (default 0)")
     parser.add_argument("--no-previews", action="store_true", help="do not write previews/*.png")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar on stderr (it is also off when stderr is not a terminal; "
+                        "then one '[done/total] name' line per batch goes to stdout)")
     return parser
 
 
@@ -238,8 +257,22 @@ def cli_destylize(args: argparse.Namespace) -> int:
     if options.method == "baseline":
         meta["batch"] = args.batch  # the official loss weights depend on it (sum vs means)
 
+    use_bar = not getattr(args, "no_progress", False) and sys.stderr.isatty()
+    bar = None
+
     def progress(done: int, total: int, name: str) -> None:
-        print(f"[{done}/{total}] {name}", flush=True)
+        nonlocal bar
+        if not use_bar:
+            if name:
+                print(f"[{done}/{total}] {name}", flush=True)
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=done, unit="image", desc="destylize", file=sys.stderr)
+        bar.update(done - bar.n)
+        if name:
+            bar.set_postfix_str(name, refresh=True)
 
     try:
         report = destylize_folder(args.in_dir, args.out_dir, destylize=fn, size=profile.pool_size,
@@ -249,6 +282,9 @@ def cli_destylize(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as err:  # missing input folder, mismatched codes_meta.json
         print(f"redestyle destylize: {err}", file=sys.stderr)
         return 1
+    finally:
+        if bar is not None:
+            bar.close()
     for name, error in report["failed"].items():
         print(f"FAILED {name}: {error}")
     s = report["summary"]

@@ -72,7 +72,7 @@ def test_codes_in_dualstylegan_format(folder, tmp_path, fn):
     meta = json.loads((out / jobs.META).read_text())
     assert meta["space"] == "W+" and meta["schedule"] == "2-1"
     assert report["summary"] == {"images": 4, "ok": 3, "failed": 1}
-    assert "broken.png" in report["failed"]["broken.png"] and "not a readable image" in report["failed"]["broken.png"]
+    assert report["failed"]["broken.png"] == f"{folder / 'broken.png'}: not an image (the format cannot be identified)"
     assert sorted(p.name for p in (out / "previews").iterdir()) == NAMES
     assert Image.open(out / "previews" / "a.png").size == (3 * 64, 64)
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
@@ -105,6 +105,33 @@ def test_interruption_loses_nothing_written_and_resume_completes(folder, tmp_pat
         assert list(got) == list(want) == NAMES
         for k in NAMES:
             np.testing.assert_array_equal(got[k], want[k])
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_kill_after_k_images_loses_only_the_image_in_flight(folder, tmp_path, fn, k):
+    """batch 1: a kill while image k + 1 runs keeps exactly k codes; the resume equals a full run."""
+    for name in ["d.png", "e.png"]:
+        Image.fromarray(np.random.default_rng(len(name) + ord(name[0])).integers(
+            0, 256, (80, 80, 3), dtype=np.uint8)).save(folder / name)
+    names = NAMES + ["d.png", "e.png"]
+    full = tmp_path / "full"
+    run(folder, full, fn)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run(folder, out, counting(fn, [], fail_at=k + 1))
+    for f in (jobs.EXSTYLE, jobs.INSTYLE):
+        assert list(load_codes(out / f)) == names[:k]
+    report = json.loads((out / jobs.REPORT).read_text())
+    assert sorted(n for n, r in report["images"].items() if r["status"] == "ok") == names[:k]
+    calls = []
+    run(folder, out, counting(fn, calls))
+    assert len(calls) == len(names) - k
+    for f in (jobs.EXSTYLE, jobs.INSTYLE):
+        got, want = load_codes(out / f), load_codes(full / f)
+        assert list(got) == list(want) == names
+        for name in names:
+            np.testing.assert_array_equal(got[name], want[name])
+    assert not list(out.glob(".*tmp"))
 
 
 def test_deleted_entry_is_redone(folder, tmp_path, fn):
@@ -165,6 +192,39 @@ def test_cli_redestyle(folder, tmp_path, capsys):
     assert cli([str(folder), "--out", str(out), "--schedule", "2-1"]) == 0  # resumed, nothing failed
     assert cli([str(folder), "--out", str(out), "--schedule", "3-1"]) == 1  # refused: other schedule
     assert "made differently" in capsys.readouterr().err
+
+
+def test_cli_bad_input_corpus_one_line_each_and_exit_1(tmp_path, capsys):
+    from test_data import make_corpus
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cases = make_corpus(src)
+    out = tmp_path / "out"
+    assert cli([str(src), "--out", str(out), "--schedule", "1", "--no-previews"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    report = json.loads((out / jobs.REPORT).read_text())
+    bad = sorted(n for n, want in cases.items() if isinstance(want, str))
+    assert sorted(report["failed"]) == bad
+    for name in bad:
+        mine = [line for line in lines if name in line and not line.startswith("[")]
+        assert mine == [f"FAILED {name}: {report['failed'][name]}"]
+        assert cases[name] in mine[0] and str(src / name) in mine[0]
+    good = sorted(n for n, want in cases.items() if not isinstance(want, str))
+    assert sorted(load_codes(out / jobs.INSTYLE)) == good  # CMYK, 16-bit, RGBA, grey, palette converted
+    assert f"destylized {len(good)} of {len(cases)} images, {len(bad)} failed" in lines[-1]
+
+
+def test_cli_progress_bar_on_a_terminal(folder, tmp_path, capsys, monkeypatch):
+    (folder / "broken.png").unlink()
+    monkeypatch.setattr(__import__("sys").stderr, "isatty", lambda: True)
+    assert cli([str(folder), "--out", str(tmp_path / "a"), "--schedule", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "3/3" in captured.err and "destylize" in captured.err
+    assert not any(line.startswith("[") for line in captured.out.splitlines())  # bar instead of lines
+    assert cli([str(folder), "--out", str(tmp_path / "b"), "--schedule", "1", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "3/3" not in captured.err and "[3/3] c.png" in captured.out
 
 
 @pytest.mark.parametrize("argv, message", [
