@@ -19,6 +19,7 @@ export JUPYTER_DATA_DIR := $(CURDIR)/$(VENV)/share/jupyter
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	mkdir -p .cache/ipython .cache/matplotlib .cache/torch .cache/jupyter
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --progress-bar off --quiet --upgrade pip setuptools
 	$(PY) -m pip install --progress-bar off --quiet -e '.[test]'
@@ -26,9 +27,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 reproduce: $(STAMP)
+	mkdir -p .cache/ipython .cache/matplotlib .cache/torch .cache/jupyter
 	$(PY) -m redestyle reproduce $(ARGS)
 
 test: $(STAMP)
+	mkdir -p .cache/ipython .cache/matplotlib .cache/torch .cache/jupyter
 	REDESTYLE_FIGURES_DIR=$(CURDIR)/.cache/test-figures $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(ARGS)
 
 lab: $(STAMP)
