@@ -47,6 +47,20 @@ class ParityFixture:
         assert err <= limit, f"{self.name} {output}: max abs err {err:.3g} > atol {limit:.3g}"
 
 
+def samples_dir() -> Path:
+    """DualStyleGAN's sample images: $REDESTYLE_DATA or ../shared/data beside the checkout.
+
+    They are not part of the repository (their licences forbid it): tests that need them skip
+    with this reason when the folder is absent.
+    """
+    root = Path(os.environ.get("REDESTYLE_DATA") or HERE.parents[1] / "shared" / "data")
+    folder = root / "dualstylegan-samples"
+    if not folder.is_dir():
+        pytest.skip(f"sample images not found at {folder} (set REDESTYLE_DATA to the folder "
+                    "holding dualstylegan-samples/)")
+    return folder
+
+
 def _load_rule(root: Path):
     spec = importlib.util.spec_from_file_location("parity_rule", root / "rule.py")
     module = importlib.util.module_from_spec(spec)

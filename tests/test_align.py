@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
+from conftest import samples_dir
 from PIL import Image
 
 from redestyle.align import (
@@ -24,17 +24,6 @@ from redestyle.align import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def samples_dir() -> Path:
-    """DualStyleGAN's sample images: $REDESTYLE_DATA or ../shared/data next to the repo."""
-    root = Path(os.environ.get("REDESTYLE_DATA") or REPO.parent / "shared" / "data")
-    folder = root / "dualstylegan-samples"
-    if not folder.is_dir():
-        pytest.skip(
-            f"sample images not found at {folder} (set REDESTYLE_DATA to the folder holding dualstylegan-samples/)"
-        )
-    return folder
 
 
 def synthetic_landmarks(eye_left, eye_right, mouth_left, mouth_right) -> np.ndarray:

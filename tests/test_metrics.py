@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
 import torch
+from conftest import samples_dir
 
 from redestyle import metrics
 from redestyle.align import load_image
@@ -33,17 +33,6 @@ from redestyle.metrics import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def samples_dir() -> Path:
-    """DualStyleGAN's sample images: $REDESTYLE_DATA or ../shared/data next to the repo."""
-    root = Path(os.environ.get("REDESTYLE_DATA") or REPO.parent / "shared" / "data")
-    folder = root / "dualstylegan-samples"
-    if not folder.is_dir():
-        pytest.skip(
-            f"sample images not found at {folder} (set REDESTYLE_DATA to the folder holding dualstylegan-samples/)"
-        )
-    return folder
 
 
 @pytest.fixture(scope="module")
