@@ -44,6 +44,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         flags = [f"--{name}", *_FLAG_ALIASES.get(name, [])]
         parser.add_argument(*flags, dest=name, type=type(field.default), default=None,
                             help=f"default {field.default} (official)")
+    parser.add_argument("--augment", action="store_true", default=None,
+                        help="ADA: non-leaking adaptive augmentation of D's inputs (the official Cartoon command)")
     return parser
 
 

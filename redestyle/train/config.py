@@ -34,7 +34,12 @@ class GANConfig:
     g_reg_every: int = 4
     mixing: float = 0.9  # style-mixing probability of random intrinsic z
     ema_decay: float = EMA_DECAY
-    augment: bool = False  # ADA (non-leaking augmentation); not implemented here, see check
+    augment: bool = False  # ADA (--augment): non-leaking augmentation of D's inputs (train/augment.py)
+    augment_p: float = 0.0  # > 0: fixed augmentation probability; 0: adaptive p (official --augment_p)
+    ada_target: float = 0.6  # target of r_t = E[sign(D(real))] (--ada_target)
+    ada_length: int = 500_000  # images for p to move by 1 (--ada_length)
+    ada_every: int = 8  # D steps between p updates (the official loop hard-codes 8; its --ada_every
+    #                     flag, default 256, is parsed but unused)
     save_every: int = 100
     sample_every: int = 100  # image grids to TensorBoard
     log_every: int = 1  # scalars to TensorBoard
@@ -49,8 +54,10 @@ class GANConfig:
         _check(self.lr > 0, f"{type(self).__name__}.lr must be positive, got {self.lr}")
         _check(0 <= self.mixing <= 1, f"{type(self).__name__}.mixing must be in [0, 1], got {self.mixing}")
         _check(0 <= self.ema_decay <= 1, f"{type(self).__name__}.ema_decay must be in [0, 1], got {self.ema_decay}")
-        _check(not self.augment, f"{type(self).__name__}.augment: ADA (--augment) is not implemented in "
-               "redestyle; train without it (the paper's Cartoon command uses it)")
+        _check(0 <= self.augment_p <= 1, f"{type(self).__name__}.augment_p must be in [0, 1], got {self.augment_p}")
+        _check(0 <= self.ada_target <= 1, f"{type(self).__name__}.ada_target must be in [0, 1], got {self.ada_target}")
+        for name in ("ada_length", "ada_every"):
+            _check(int(getattr(self, name)) >= 1, f"{type(self).__name__}.{name} must be >= 1, got {getattr(self, name)}")
 
     @property
     def g_reg_ratio(self) -> float:
@@ -101,9 +108,9 @@ class PretrainConfig(GANConfig):
 
 
 def paper_finetune_config(**overrides) -> FinetuneConfig:
-    """The README Cartoon setting (dualstylegan.md §5): iter 1500, batch 4, L2 0.015 (ADA not implemented).
+    """The README Cartoon setting (dualstylegan.md §5): iter 1500, batch 4, L2 0.015, adaptive ADA.
 
     The official run used 8 GPUs x batch 4 and ``--augment``; the paper used the iteration-1400
     checkpoint. Re-Destyle trained on one GPU with these weights and counts.
     """
-    return replace(FinetuneConfig(iter=1500, batch=4, l2_reg_loss=0.015), **overrides)
+    return replace(FinetuneConfig(iter=1500, batch=4, l2_reg_loss=0.015, augment=True), **overrides)

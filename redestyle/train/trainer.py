@@ -15,6 +15,9 @@ Official facts kept on purpose (reference/dualstylegan.md §4-5):
 * L_reg is the sum of the (not squared) Frobenius norms of all ``res`` parameters.
 W+ codes (Re-Destyle, C4): the intrinsic codes enter with ``input_is_latent=True`` and the
 extrinsic codes are used as stored; z+ codes take the official path (``z_plus_latent=True``).
+With ``config.augment`` (ADA, :mod:`~redestyle.train.augment`) D sees augmented real and fake
+images in its step and in R1, G's adversarial term sees augmented fakes, and p follows D's real
+logits after every D step (or stays at ``augment_p`` when that is > 0), as rosinality's train.py.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from torch import Tensor
 
 from ..losses import VGG19_LAYERS
 from . import dist
+from .augment import AdaptiveAugment, augment
 from .config import FinetuneConfig, PretrainConfig
 from .data import PairedSet, RealBatches, paired_batch
 from .gan import (
@@ -105,6 +109,9 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         # one stream per rank: ranks draw different batches, as upstream's per-GPU sampling
         self.rng = torch.Generator().manual_seed(config.seed * 1_000_003 + dist.rank())
+        # ADA: adaptive p unless --augment_p fixes it (official); p is the same on every rank
+        self.ada = (AdaptiveAugment(config.ada_target, config.ada_length, config.ada_every)
+                    if config.augment and config.augment_p == 0 else None)
         dist.broadcast_parameters([g, d, self.g_ema])
 
     # ------------------------------------------------------------------ random draws
@@ -129,6 +136,19 @@ class Trainer:
         return paired_batch(self.paired, batch, mapping=self.g.generator.mapping, random_ind=cfg.random_ind,
                             subspace_std=cfg.subspace_std, generator=self.rng, device=self.device)
 
+    @property
+    def ada_aug_p(self) -> float:
+        """The current ADA probability (0 without ``config.augment``)."""
+        if not self.config.augment:
+            return 0.0
+        return self.ada.p if self.ada is not None else float(self.config.augment_p)
+
+    def _augment(self, images: Tensor) -> Tensor:
+        """What D sees of ``images``: themselves, or their ADA (draws from the trainer's stream)."""
+        if not self.config.augment:
+            return images
+        return augment(images, self.ada_aug_p, generator=self.rng)
+
     def _intrinsic_kwargs(self, paired: bool) -> dict:
         if not paired:
             return {}
@@ -140,16 +160,22 @@ class Trainer:
         """Logistic D loss on (real, fake) (+ R1 when ``reg_step`` is a multiple of d_reg_every)."""
         cfg = self.config
         requires_grad(self.d, True)
-        real_pred, fake_pred = self.d(real), self.d(fake.detach())
+        real_aug, fake_aug = self._augment(real), self._augment(fake.detach())
+        real_pred, fake_pred = self.d(real_aug), self.d(fake_aug)
         d_loss = weight * d_logistic_loss(real_pred, fake_pred)
         self.d.zero_grad(set_to_none=True)
         d_loss.backward()
         dist.average_gradients(self.d.parameters())
         self.d_optim.step()
         out = {"d": d_loss.item(), "real_score": real_pred.mean().item(), "fake_score": fake_pred.mean().item()}
+        if self.ada is not None:  # after D's update, before R1 and G (official order)
+            self.ada.tune(real_pred)
+            out["r_t"] = self.ada.r_t
+        if cfg.augment:
+            out["ada_aug_p"] = self.ada_aug_p
         if reg_step % cfg.d_reg_every == 0:
             real = real.detach().requires_grad_(True)
-            real_pred = self.d(real)
+            real_pred = self.d(self._augment(real))  # R1 is taken w.r.t. the un-augmented reals
             r1 = d_r1_loss(real_pred, real)
             self.d.zero_grad(set_to_none=True)
             (cfg.r1 / 2 * r1 * cfg.d_reg_every + 0 * real_pred[0]).sum().backward()
@@ -211,7 +237,7 @@ class Trainer:
             styles, inject = self._mixing_z(b)
             _, exstyle, target = self._pairs(b)
         fake, _ = g(styles, exstyle, inject_index=inject, noise=self._noise(b), **kwargs)
-        adv = g_nonsaturating_loss(self.d(fake))
+        adv = g_nonsaturating_loss(self.d(self._augment(fake)))
         fake_l, target_l = _pool(fake, cfg.loss_size), _pool(target, cfg.loss_size)
         f2, f3 = _vgg(self.models.vgg, fake_l, FINETUNE_LAYERS)
         with torch.no_grad():
@@ -266,7 +292,7 @@ class Trainer:
         # the lazy regularisers follow the stage-local counter (the loop restarts at 0 per stage)
         losses = self._d_step(real, fake, reg_step=stage_iter, weight=cfg.adv_weight)
         fake, _ = g(styles, exstyle, noise=self._noise(b), **kwargs)
-        adv = g_nonsaturating_loss(self.d(fake))
+        adv = g_nonsaturating_loss(self.d(self._augment(fake)))
         layers = [name for name, w in zip(VGG19_LAYERS, cfg.perc_weights) if w]
         feats_f = _vgg(self.models.vgg, _pool(fake, cfg.loss_size), layers)
         with torch.no_grad():
@@ -326,7 +352,8 @@ class Trainer:
             "format": 1, "config": config, "state_dict": g_ema, "step": self.step,
             "g": self.g.state_dict(), "d": self.d.state_dict(), "g_ema": g_ema,
             "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
-            "args": config, "ada_aug_p": 0.0, "streams": streams, "history": list(self.history),
+            "args": config, "ada_aug_p": self.ada_aug_p, "streams": streams, "history": list(self.history),
+            "ada": self.ada.state_dict() if self.ada is not None else None,
         }
 
     def save(self, path: str | os.PathLike) -> Path | None:
@@ -348,6 +375,11 @@ class Trainer:
         self.d_optim.load_state_dict(ck["d_optim"])
         self.step = int(ck["step"])
         self.history = [dict(h) for h in ck.get("history", [])]
+        if self.ada is not None:  # ADA state is global (all-reduced), the same on every rank
+            if ck.get("ada"):
+                self.ada.load_state_dict(ck["ada"])
+            else:  # an official container: only p survives
+                self.ada.p = float(ck.get("ada_aug_p", 0.0))
         streams = ck.get("streams") or []
         r = dist.rank()
         if len(streams) == dist.world_size():

@@ -144,8 +144,8 @@ def test_zplus_codes_follow_the_official_path(pairs):
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="augment"):
-        FinetuneConfig(augment=True)
+    with pytest.raises(ValueError, match="augment_p"):
+        FinetuneConfig(augment=True, augment_p=2.0)
     with pytest.raises(ValueError, match="space"):
         FinetuneConfig(space="w")
     with pytest.raises(ValueError, match="batch"):
