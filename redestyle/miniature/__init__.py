@@ -1,0 +1,42 @@
+"""A miniature world of procedural faces whose every parameter is known (ground truth for tiny models).
+
+``render`` draws one face from explicit ``FaceParams`` in two domains: ``"photo"`` (soft shading,
+realistic proportions) and ``"portrait"`` (a flat-colour cartoon style of the same face). Only
+numpy is needed; ``to_tensor`` imports torch when called.
+"""
+
+from redestyle.miniature.render import (
+    DOMAINS,
+    HAIR_STYLES,
+    LABELS,
+    VECTOR_NAMES,
+    Expression,
+    FaceParams,
+    Identity,
+    landmarks,
+    render,
+    render_batch,
+    sample_expression,
+    sample_identity,
+    sample_params,
+    segment,
+    to_tensor,
+)
+
+__all__ = [
+    "DOMAINS",
+    "HAIR_STYLES",
+    "LABELS",
+    "VECTOR_NAMES",
+    "Expression",
+    "FaceParams",
+    "Identity",
+    "landmarks",
+    "render",
+    "render_batch",
+    "sample_expression",
+    "sample_identity",
+    "sample_params",
+    "segment",
+    "to_tensor",
+]
