@@ -213,23 +213,9 @@ class DualStyleGAN(nn.Module):
         styles = list(styles)
         if not 1 <= len(styles) <= 2:
             raise ValueError(f"styles must hold one code, or two for mixing; got {len(styles)}")
-        if not input_is_latent:
-            styles = [
-                self.generator.mapping_plus(s) if z_plus_latent else self.generator.mapping(s)
-                for s in styles
-            ]
-        if truncation < 1:
-            if truncation_latent is None:
-                raise ValueError(
-                    "truncation < 1 needs truncation_latent (DualStyleGAN's scripts pass 0)"
-                )
-            styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
-        codes = [s if s.ndim == 3 else s[:, None].expand(-1, self.n_latent, -1) for s in styles]
-        if len(codes) == 1:
-            return codes[0]
-        if inject_index is None:
-            inject_index = int(torch.randint(1, self.n_latent, ()).item())
-        return torch.cat([codes[0][:, :inject_index], codes[1][:, inject_index:]], dim=1)
+        return self.generator.latent(styles, input_is_latent=input_is_latent, z_plus_latent=z_plus_latent,
+                                     truncation=truncation, truncation_latent=truncation_latent,
+                                     inject_index=inject_index)
 
     # ------------------------------------------------------------------ synthesis
 

@@ -647,17 +647,9 @@ class Generator(nn.Module):
         Returns (image [B, 3, R, R], unclamped, roughly in [-1, 1]; latent [B, n_latent, D] if
         return_latents, else the last feature map if return_features, else None).
         """
-        if not isinstance(styles, (list, tuple)) or not 1 <= len(styles) <= 2:
-            raise TypeError("styles must be a list of one or two tensors (two: style mixing)")
-        if not input_is_latent:
-            styles = [self.mapping_plus(s) if z_plus_latent else self._map_z(s) for s in styles]
-        if truncation < 1:
-            if truncation_latent is None:
-                raise ValueError(
-                    "truncation < 1 needs truncation_latent (e.g. G.mean_latent(4096), or 0 as in DualStyleGAN)"
-                )
-            styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
-        latent = self._broadcast(styles, inject_index)
+        latent = self.latent(styles, input_is_latent=input_is_latent, z_plus_latent=z_plus_latent,
+                             truncation=truncation, truncation_latent=truncation_latent,
+                             inject_index=inject_index)
         image, features = self._synthesize(
             latent,
             noise=noise,
@@ -670,6 +662,32 @@ class Generator(nn.Module):
         if return_features:
             return image, features
         return image, None
+
+    def latent(
+        self,
+        styles: Sequence[torch.Tensor],
+        *,
+        input_is_latent: bool = False,
+        z_plus_latent: bool = False,
+        truncation: float = 1.0,
+        truncation_latent: torch.Tensor | float | None = None,
+        inject_index: int | None = None,
+    ) -> torch.Tensor:
+        """The W+ [B, n_latent, D] that ``forward`` synthesises: mapping, truncation, mixing.
+
+        Arguments as in :meth:`forward`. Shared with DualStyleGAN's intrinsic path.
+        """
+        if not isinstance(styles, (list, tuple)) or not 1 <= len(styles) <= 2:
+            raise TypeError("styles must be a list of one or two tensors (two: style mixing)")
+        if not input_is_latent:
+            styles = [self.mapping_plus(s) if z_plus_latent else self._map_z(s) for s in styles]
+        if truncation < 1:
+            if truncation_latent is None:
+                raise ValueError(
+                    "truncation < 1 needs truncation_latent (e.g. G.mean_latent(4096), or 0 as in DualStyleGAN)"
+                )
+            styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
+        return self._broadcast(styles, inject_index)
 
     def decode(
         self,
