@@ -38,21 +38,12 @@ def build(weights_dir, device):
     """(encoder, generator, latent_avg [18, 512], avg_image [3, 256, 256], pretrained)."""
     profile = get_profile("ffhq1024")
     try:
-        m = zoo.build_models(profile, methods=["restyle_psp"], weights_dir=weights_dir, device=device)
-        return m.encoder("restyle_psp"), m.generator, m.latent_avg, m.avg_image, True
-    except (OSError, ValueError):
-        pass
-    from redestyle.inversion import average_image
-    from redestyle.nets.encoders import BackboneEncoder
-    from redestyle.nets.stylegan2 import Generator
-
-    torch.manual_seed(0)
-    g = Generator(**profile.generator.kwargs()).eval().to(device)
-    enc = zoo._damp_heads(BackboneEncoder(50, "ir_se")).eval().to(device)
-    with torch.no_grad():
-        avg = g.mean_latent(4096).reshape(1, -1).expand(profile.generator.n_latent, -1).clone()
-        avg_image = average_image(g, avg, pool_size=profile.pool_size)
-    return enc, g, avg, avg_image, False
+        m, pretrained = zoo.build_models(profile, methods=["restyle_psp"], weights_dir=weights_dir,
+                                         device=device), True
+    except (OSError, ValueError):  # no official checkpoints here: same architectures, random weights
+        m, pretrained = zoo.build_models(profile, methods=["restyle_psp"], random_weights=True,
+                                         device=device), False
+    return m.encoder("restyle_psp"), m.generator, m.latent_avg, m.avg_image, pretrained
 
 
 def iteration(enc, g, x, feedback, latent):

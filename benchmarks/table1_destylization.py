@@ -90,28 +90,15 @@ def full_size_models(profile, *, weights_dir, style, device, seed: int = 0):
     Returns (models, pretrained). Random init keeps each network's default initialisation (cheap);
     the ReStyle heads are damped as in the tiny profile so the 9-pass loop stays finite.
     """
-    from redestyle.losses import LPIPS
-    from redestyle.nets import encoders as enc
     from redestyle.nets.irse import Backbone, IDFeatures
-    from redestyle.nets.stylegan2 import Generator
 
+    kwargs = dict(methods=["restyle_psp", "dsg_zplus"], weights_dir=weights_dir, seed=seed,
+                  with_lpips=True, g_prime_style=style)
     try:
-        models = zoo.build_models(profile, methods=["restyle_psp", "dsg_zplus"], weights_dir=weights_dir,
-                                  device=device, with_lpips=True, with_id=True, g_prime_style=style)
-        return models, True
+        return zoo.build_models(profile, device=device, with_id=True, **kwargs), True
     except (OSError, ValueError):  # no official checkpoints here: same architectures, random weights
         pass
-    torch.manual_seed(seed)
-    gc = profile.generator
-    generator = Generator(**gc.kwargs()).eval()
-    with torch.no_grad():
-        mean = generator.mean_latent(4096, generator=torch.Generator().manual_seed(seed))
-    latent_avg = mean.reshape(1, -1).expand(gc.n_latent, -1).clone()
-    encoders = {"restyle_psp": zoo._damp_heads(enc.BackboneEncoder(50, "ir_se")).eval(),
-                "dsg_zplus": zoo._damp_heads(enc.GradualStyleEncoder(50, "ir_se")).eval()}
-    models = zoo.Models(profile, generator, latent_avg, encoders)
-    models.g_prime = zoo.tiny_g_prime(generator, style=style, seed=seed)  # a perturbed copy: same cost
-    models.lpips = LPIPS(None)
+    models = zoo.build_models(profile, random_weights=True, **kwargs)  # g' is a perturbed copy: same cost
     models.id_features = IDFeatures(Backbone(112, 50, "ir_se").eval()).eval()
     return models.to(device), False
 

@@ -145,7 +145,8 @@ def _damp_heads(encoder: torch.nn.Module, factor: float = 0.1) -> torch.nn.Modul
     return encoder
 
 
-def _tiny_models(profile: Profile, methods, seed: int) -> Models:
+def _random_models(profile: Profile, methods, seed: int) -> Models:
+    """Every network of ``methods`` at the profile's configuration, with seeded random weights."""
     from .nets.stylegan2 import Generator
 
     gc, ec = profile.generator, profile.encoder
@@ -162,14 +163,17 @@ def _tiny_models(profile: Profile, methods, seed: int) -> Models:
                 c(ec.num_layers, ec.mode, **common)))
         elif method == "hyperstyle":
             from .nets.hyperstyle import SHARED_LAYERS, HyperNetwork, WEncoder, layer_shapes_of
+            from .nets.irse import IRSE_WIDTHS
 
             shapes = layer_shapes_of(generator)
             # The shared hypernet serves one weight shape: keep the official shared layers of the
             # first (4x4-conv) shape; narrower tiny layers get their own heads.
             shared = [i for i in SHARED_LAYERS if i < len(shapes) and shapes[i] == shapes[0]]
+            # Narrow profiles get narrow heads; the official widths keep the official inner widths.
+            inner = {} if ec.widths is None else {"hyper_inner": 16, "refine_inner": 32}
             hyper = _seeded("hyperstyle", seed, functools.partial(
-                HyperNetwork, shapes, shared_layers=shared, input_size=ec.input_size, widths=ec.widths,
-                code_dim=gc.style_dim, hyper_inner=16, refine_inner=32))
+                HyperNetwork, shapes, shared_layers=shared, input_size=ec.input_size,
+                widths=ec.widths or IRSE_WIDTHS, code_dim=gc.style_dim, **inner))
             w_enc = _seeded("w_encoder", seed, functools.partial(
                 WEncoder, ec.num_layers, ec.mode, n_latent=gc.n_latent, style_dim=gc.style_dim,
                 widths=ec.widths))
@@ -287,6 +291,7 @@ def build_models(
     with_lpips: bool = False,
     with_id: bool = False,
     g_prime_style: str | None = None,
+    random_weights: bool = False,
 ) -> Models:
     """Build the generator and the encoders of ``methods`` for a profile, on ``device``.
 
@@ -296,15 +301,18 @@ def build_models(
     ``with_id``: IR-SE50 ID features when ``model_ir_se50.pth`` is present (else None).
     ``g_prime_style``: also build the baseline's g' (``models.g_prime``): ffhq1024 loads
     ``<style>/finetune-000600.pt`` (:func:`load_g_prime`); tiny makes :func:`tiny_g_prime`.
+    ``random_weights``: seeded random weights for any profile (the full-size architectures without
+    their checkpoints, e.g. for timing); the tiny profile always has them.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     methods = tuple(methods)
-    if profile.needs_weights:
+    official = profile.needs_weights and not random_weights
+    if official:
         models = _official_models(profile, methods, weights_dir)
     else:
-        models = _tiny_models(profile, methods, seed)
+        models = _random_models(profile, methods, seed)
     if g_prime_style is not None:
-        models.g_prime = (load_g_prime(g_prime_style, weights_dir) if profile.needs_weights
+        models.g_prime = (load_g_prime(g_prime_style, weights_dir) if official
                           else tiny_g_prime(models.generator, style=g_prime_style, seed=seed))
     if with_lpips:
         from .losses import LPIPS
