@@ -64,7 +64,6 @@ class Profile:
     encoder: EncoderConfig
     needs_weights: bool
     label: str = ""  # printed in figure titles
-    id_input_size: int = 256  # ID networks crop [35:223, 32:220] of a 256 image
 
     @property
     def image_size(self) -> int:

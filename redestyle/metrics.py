@@ -40,6 +40,8 @@ from redestyle.align import (
     detect_landmarks,
     dlib_model_path,
 )
+from redestyle.nets.irse import IDFeatures
+from redestyle.viz import to_uint8
 
 __all__ = [
     "ATTRIBUTES",
@@ -88,8 +90,7 @@ def _to_uint8(image: ImageLike) -> np.ndarray:
             raise ValueError(
                 f"image tensor shape {tuple(image.shape)}: expected [3, H, W] in [-1, 1]"
             )
-        x = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+        return np.ascontiguousarray(to_uint8(image))
     return as_rgb_uint8(image)
 
 
@@ -191,7 +192,7 @@ def irse50_embedder(backbone: torch.nn.Module) -> EmbedFn:
     def embed(x: torch.Tensor) -> torch.Tensor:
         param = next(backbone.parameters())
         x = x.to(device=param.device, dtype=param.dtype)
-        x = F.adaptive_avg_pool2d(x[:, :, 35:223, 32:220], (112, 112))
+        x = F.adaptive_avg_pool2d(IDFeatures.crop(x), (112, 112))  # the one definition of the crop
         return F.normalize(backbone(x), dim=1)
 
     return embed

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..inversion import pool
 from ..losses import VGG19_LAYERS
 from . import dist
 from .augment import AdaptiveAugment, augment
@@ -62,10 +63,6 @@ def _vgg(vgg, images: Tensor, layers) -> list[Tensor]:
     if missing:
         raise ValueError(f"the VGG19 extractor lacks layers {missing} (has {list(vgg.layers)})")
     return [feats[name] for name in layers]
-
-
-def _pool(images: Tensor, size: int) -> Tensor:
-    return images if images.shape[-1] == size else F.adaptive_avg_pool2d(images, size)
 
 
 class Trainer:
@@ -238,7 +235,7 @@ class Trainer:
             _, exstyle, target = self._pairs(b)
         fake, _ = g(styles, exstyle, inject_index=inject, noise=self._noise(b), **kwargs)
         adv = g_nonsaturating_loss(self.d(self._augment(fake)))
-        fake_l, target_l = _pool(fake, cfg.loss_size), _pool(target, cfg.loss_size)
+        fake_l, target_l = pool(fake, cfg.loss_size), pool(target, cfg.loss_size)
         f2, f3 = _vgg(self.models.vgg, fake_l, FINETUNE_LAYERS)
         with torch.no_grad():
             t2, t3 = _vgg(self.models.vgg, target_l, FINETUNE_LAYERS)
@@ -255,7 +252,7 @@ class Trainer:
         if self.models.id_features is not None and cfg.id_loss > 0:
             with torch.no_grad():  # the intrinsic-only content image (use_res=False)
                 content, _ = g(styles, None, inject_index=inject, noise=self._noise(b), use_res=False, **kwargs)
-            ident = id_loss(self.models.id_features, fake_l, _pool(content, cfg.loss_size))
+            ident = id_loss(self.models.id_features, fake_l, pool(content, cfg.loss_size))
             total = total + cfg.id_loss * ident
             out["id"] = ident.item()
         reg = sum(p.norm() for p in g.res.parameters())
@@ -281,7 +278,7 @@ class Trainer:
         with torch.no_grad():
             target, _ = g([z1, z2], None, inject_index=inject_index, noise=self._noise(b), use_res=False)
             style_img, _ = g([z2], None, noise=self._noise(b), use_res=False)
-            pspstyle = self.encode_wplus(_pool(style_img, cfg.loss_size))
+            pspstyle = self.encode_wplus(pool(style_img, cfg.loss_size))
         if stage_iter % cfg.subspace_freq > 0:
             styles, exstyle, kwargs = [z1], g.generator.mapping(z2), {}
         else:  # z+ intrinsic (z1 repeated per layer), encoder W+ extrinsic
@@ -294,9 +291,9 @@ class Trainer:
         fake, _ = g(styles, exstyle, noise=self._noise(b), **kwargs)
         adv = g_nonsaturating_loss(self.d(self._augment(fake)))
         layers = [name for name, w in zip(VGG19_LAYERS, cfg.perc_weights) if w]
-        feats_f = _vgg(self.models.vgg, _pool(fake, cfg.loss_size), layers)
+        feats_f = _vgg(self.models.vgg, pool(fake, cfg.loss_size), layers)
         with torch.no_grad():
-            feats_t = _vgg(self.models.vgg, _pool(target, cfg.loss_size), layers)
+            feats_t = _vgg(self.models.vgg, pool(target, cfg.loss_size), layers)
         weights = [w for w in cfg.perc_weights if w]
         perc = sum(w * F.l1_loss(a, t) for w, a, t in zip(weights, feats_f, feats_t))
         total = cfg.adv_weight * adv + perc
