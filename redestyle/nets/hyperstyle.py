@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..inversion import pool
 from .encoders import make_resnet34_trunk
 from .irse import IRSE_WIDTHS, make_body, make_input_layer
 from .stylegan2 import EqualLinear, default_channels
@@ -421,11 +421,6 @@ class HyperStyleStep:
     deltas: tuple[Tensor | None, ...]
 
 
-def _pool_to(image: Tensor, like: Tensor) -> Tensor:
-    # HyperStyle's face_pool (AdaptiveAvgPool2d to the 256 input size): a 4x4 block mean at 1024.
-    return F.adaptive_avg_pool2d(image, like.shape[-2:])
-
-
 def w_inversion(
     w_encoder: nn.Module, decoder: nn.Module, images: Tensor, *, latent_avg: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -494,7 +489,8 @@ def _iterations(
     codes, image = initial
     deltas: list[Tensor | None] | None = None
     for _ in range(n_iters):
-        step = hypernet(torch.cat([images, _pool_to(image, images)], dim=1))
+        # HyperStyle's face_pool: the output pooled to the input size (a 4x4 block mean at 1024).
+        step = hypernet(torch.cat([images, pool(image, images.shape[-1])], dim=1))
         if deltas is None:
             deltas = step
         else:
