@@ -84,6 +84,14 @@ PROFILES: dict[str, Profile] = {
         needs_weights=False,
         label="tiny profile (random weights)",
     ),
+    "mini": Profile(
+        name="mini",
+        generator=GeneratorConfig(size=64, style_dim=64, n_mlp=4, channel_multiplier=1,
+                                  channels={4: 64, 8: 64, 16: 32, 32: 32, 64: 16}),
+        encoder=EncoderConfig(num_layers=50, mode="ir_se", input_size=64, widths=(8, 16, 32, 64)),
+        needs_weights=False,
+        label="mini profile (trained on the miniature world)",
+    ),
     "ffhq1024": Profile(
         name="ffhq1024",
         generator=GeneratorConfig(),

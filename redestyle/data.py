@@ -169,6 +169,19 @@ def sample_portraits(size: int = 256) -> dict[str, torch.Tensor]:
     return out
 
 
+def default_portraits(profile: str, size: int) -> dict[str, torch.Tensor]:
+    """The portraits the notebooks use without a ``data_dir``: name -> [1, 3, size, size].
+
+    ``mini``: portrait-domain renders of the miniature world (:func:`redestyle.miniature.world.
+    named_portraits`, whose answers are known); other profiles: :func:`sample_portraits`.
+    """
+    if profile == "mini":
+        from .miniature.world import named_portraits
+
+        return named_portraits(size=size)
+    return sample_portraits(size)
+
+
 def load_folder(folder: str | os.PathLike, *, size: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All images of a folder: (name -> [1, 3, size, size], name -> error for unreadable files)."""
     images, failures = {}, {}

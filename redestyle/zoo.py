@@ -1,7 +1,9 @@
 """Model bundles per profile: the official networks from a weights folder, or the tiny ones.
 
 ``build_models("tiny")`` constructs every network with seeded random weights (same classes as
-the official models, small widths; see ``config.PROFILES``). ``build_models("ffhq1024",
+the official models, small widths; see ``config.PROFILES``). ``build_models("mini")`` loads the
+same small networks trained on the miniature world (``redestyle/miniature/weights``, shipped in
+the repo). ``build_models("ffhq1024",
 weights_dir=...)`` loads the official files through ``redestyle.checkpoints`` (strict loads,
 errors that name the missing file and where to get it). Only the methods asked for are built.
 """
@@ -55,7 +57,7 @@ class Models:
     latent_avgs: dict = field(default_factory=dict)  # method -> [n_latent, D]
     lpips: torch.nn.Module | None = None
     id_features: torch.nn.Module | None = None  # IR-SE50 ArcFace (None when its weights are absent)
-    pretrained: bool = False  # official weights (False: tiny seeded random weights)
+    pretrained: bool = False  # trained weights: official, or mini's (False: tiny seeded random weights)
     g_prime: torch.nn.Module | None = None  # the baseline's fine-tuned generator (build_models(g_prime_style=...))
     zplus_from_avg: bool = False  # encoder.pt opts.start_from_latent_avg: add latent_avg to its z+ codes
     _avg_image: torch.Tensor | None = None
@@ -242,6 +244,58 @@ def _official_models(profile: Profile, methods, weights_dir) -> Models:
                   zplus_from_avg=zplus_from_avg)
 
 
+#: The miniature world has one style, its renderer's portrait domain (g' = ``g_prime.pt``).
+MINI_STYLE = "portrait"
+
+
+def default_style(profile: str | Profile) -> str:
+    """The baseline's default g' style of a profile (DualStyleGAN's ``cartoon``; ``portrait`` on mini)."""
+    name = profile if isinstance(profile, str) else profile.name
+    return MINI_STYLE if name == "mini" else "cartoon"
+
+
+def mini_methods() -> tuple[str, ...]:
+    """Fig. 1 methods the ``mini`` profile can run: those with a shipped encoder, plus optimization."""
+    from .miniature.train import WEIGHTS_DIR
+
+    shipped = tuple(m for m in ENCODER_FILES if m != "dsg_zplus" and (WEIGHTS_DIR / f"{m}.pt").exists())
+    return (*shipped, "optimization")
+
+
+def _mini_file(name: str) -> Path:
+    from .miniature.train import WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / f"{name}.pt"
+    if not path.exists():
+        trained = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+        raise FileNotFoundError(
+            f"{path}: the mini profile has no trained {name!r} (shipped: {', '.join(trained) or 'none'}); "
+            f"train it with `python -m redestyle.miniature.train {name}`")
+    return path
+
+
+def _mini_models(profile: Profile, methods, g_prime_style: str | None) -> Models:
+    """The tiny architectures with the weights trained on the miniature world (float32, eval)."""
+    from .checkpoints import load_container, load_strict
+    from .miniature.train import build_encoder, load_generator_file
+
+    generator, latent_avg = load_generator_file(_mini_file("generator"))
+    encoders = {}
+    for method in methods:
+        path = _mini_file(method)  # raises for a method never trained (e.g. hyperstyle)
+        module = build_encoder(method)
+        state = {k: v.float() for k, v in load_container(path)["state_dict"].items()}
+        load_strict(module, state, path=path, what=f"mini {method} encoder")
+        encoders[method] = module.eval()
+    models = Models(profile, generator, latent_avg, encoders, pretrained=True)
+    if g_prime_style is not None:
+        if g_prime_style != MINI_STYLE:
+            raise ValueError(f"the mini profile has one style, {MINI_STYLE!r} (its g' is g_prime.pt); "
+                             f"got g_prime_style={g_prime_style!r}")
+        models.g_prime, _ = load_generator_file(_mini_file("g_prime"))
+    return models
+
+
 def _g_prime_file(style: str) -> str:
     """``cartoon`` -> ``cartoon/finetune-000600.pt``; a name ending in .pt is taken as the file."""
     return style if style.endswith(".pt") else G_PRIME_FILE.format(style=style)
@@ -295,7 +349,8 @@ def build_models(
 ) -> Models:
     """Build the generator and the encoders of ``methods`` for a profile, on ``device``.
 
-    tiny: seeded random weights (``seed``). ffhq1024: official files from ``weights_dir`` (or
+    tiny: seeded random weights (``seed``). mini: the shipped miniature-world weights (a method
+    without a trained file raises FileNotFoundError; g' only for style ``"portrait"``). ffhq1024: official files from ``weights_dir`` (or
     $REDESTYLE_WEIGHTS). ``with_lpips``: LPIPS-VGG (the ImageNet VGG16 backbone from
     ``vgg16-397923af.pth`` when present in the weights folder, else random and labelled so).
     ``with_id``: IR-SE50 ID features when ``model_ir_se50.pth`` is present (else None).
@@ -307,11 +362,13 @@ def build_models(
     profile = get_profile(profile) if isinstance(profile, str) else profile
     methods = tuple(methods)
     official = profile.needs_weights and not random_weights
-    if official:
+    if profile.name == "mini" and not random_weights:
+        models = _mini_models(profile, methods, g_prime_style)
+    elif official:
         models = _official_models(profile, methods, weights_dir)
     else:
         models = _random_models(profile, methods, seed)
-    if g_prime_style is not None:
+    if g_prime_style is not None and models.g_prime is None:
         models.g_prime = (load_g_prime(g_prime_style, weights_dir) if official
                           else tiny_g_prime(models.generator, style=g_prime_style, seed=seed))
     if with_lpips:

@@ -1,0 +1,490 @@
+"""Training of the miniature world's networks, from renders only (no download, no pretrained part).
+
+Four stages, each a function and a ``python -m redestyle.miniature.train <stage>`` command:
+
+| stage | network (the repo's own class) | data | loss |
+|---|---|---|---|
+| ``generator`` | StyleGAN2 ``Generator`` + ``Discriminator`` (tiny widths) | photo renders | non-saturating GAN + lazy R1 |
+| ``oracle`` | :class:`AttributeRegressor` (a small CNN) | photo renders + their parameters | per-parameter MSE / BCE |
+| ``encoder`` | ReStyle-pSp ``BackboneEncoder`` (IR-SE, 6 ch) | G samples (known W+) + photo renders | ReStyle iterative L2 + W+ L2 |
+| ``g_prime`` | the generator fine-tuned (g' of the baseline) | portrait renders | GAN, as ``generator``, from its weights |
+
+Every stage is seeded, writes a resumable state (``<stage>-state.pt``, atomically, every
+``save_every`` steps) and, at the end, the shipped half-precision file plus a JSON record of its
+command, seed, wall time and final losses (``<stage>.json``). Renders are cached as ``.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .render import render_batch, sample_params, to_tensor
+
+STAGES = ("generator", "oracle", "g_prime", "restyle_psp", "restyle_e4e", "psp", "e4e", "dsg_zplus")
+#: Where the ``mini`` profile reads its weights: the shipped ones (package data), or a folder of
+#: your own retrained files named by $REDESTYLE_MINI_WEIGHTS.
+SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(os.environ.get("REDESTYLE_MINI_WEIGHTS") or SHIPPED_WEIGHTS_DIR)
+IMAGE_SIZE = 64
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def render_set(n: int, *, domain: str, seed: int, size: int = IMAGE_SIZE,
+               cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random faces -> (uint8 images [n, size, size, 3], float32 parameters [n, 22]).
+
+    Parameters are drawn by ``sample_params`` from ``np.random.default_rng(seed)``; the same seed
+    gives the same faces in both domains. With ``cache_dir`` the set is kept as an ``.npz``.
+    """
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{domain}-{size}-seed{seed}-n{n}.npz"
+        if path.exists():
+            with np.load(path) as f:
+                return f["images"], f["params"]
+    rng = np.random.default_rng(seed)
+    params = [sample_params(rng) for _ in range(n)]
+    images = render_batch(params, size=size, domain=domain)
+    vectors = np.stack([p.to_vector() for p in params]).astype(np.float32)
+    if path is not None:
+        from ..checkpoints import atomic_write
+
+        with atomic_write(path) as f:
+            np.savez(f, images=images, params=vectors)
+    return images, vectors
+
+
+def _batches(images: np.ndarray, batch: int, gen: torch.Generator, *, flip: bool = True):
+    """Endless random batches [B, 3, S, S] in [-1, 1] (horizontal flips when ``flip``)."""
+    n = len(images)
+    while True:
+        idx = torch.randint(n, (batch,), generator=gen).numpy()
+        x = to_tensor(images[idx])
+        if flip:
+            mask = torch.rand(batch, generator=gen) < 0.5
+            x[mask] = x[mask].flip(-1)
+        yield x
+
+
+# ---------------------------------------------------------------------------------------------
+# Bookkeeping shared by the stages
+
+
+@dataclass
+class Run:
+    """What a stage records beside its weights."""
+
+    stage: str
+    seed: int
+    steps: int
+    command: str
+    seconds: float = 0.0
+    final_losses: dict | None = None
+    extra: dict | None = None
+
+
+def _state_path(out_dir: Path, stage: str) -> Path:
+    return out_dir / f"{stage}-state.pt"
+
+
+def _save_state(out_dir: Path, stage: str, step: int, modules: dict[str, nn.Module],
+                optims: dict[str, torch.optim.Optimizer], log: list[dict], elapsed: float) -> None:
+    from ..checkpoints import save_atomic
+
+    save_atomic({
+        "step": step,
+        "modules": {k: m.state_dict() for k, m in modules.items()},
+        "optims": {k: o.state_dict() for k, o in optims.items()},
+        "log": log,
+        "elapsed": elapsed,
+        "rng": torch.get_rng_state(),
+    }, _state_path(out_dir, stage))
+
+
+def _load_state(out_dir: Path, stage: str, modules: dict[str, nn.Module],
+                optims: dict[str, torch.optim.Optimizer]) -> tuple[int, list[dict], float]:
+    path = _state_path(out_dir, stage)
+    if not path.exists():
+        return 0, [], 0.0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    for k, m in modules.items():
+        m.load_state_dict(state["modules"][k])
+    for k, o in optims.items():
+        o.load_state_dict(state["optims"][k])
+    torch.set_rng_state(state["rng"])
+    print(f"[{stage}] resumed from {path} at step {state['step']}", flush=True)
+    return state["step"], state["log"], state["elapsed"]
+
+
+def _half(state_dict: dict) -> dict:
+    """Floating tensors to float16 (what is shipped); others as they are."""
+    return {k: v.detach().half() if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
+def _write_record(out_dir: Path, run: Run) -> None:
+    from ..checkpoints import atomic_write
+
+    with atomic_write(out_dir / f"{run.stage}.json", "w") as f:
+        json.dump(asdict(run), f, indent=1)
+        f.write("\n")
+
+
+def _mean_recent(log: list[dict], key: str, n: int = 10) -> float:
+    values = [row[key] for row in log[-n:] if key in row]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
+          modules: dict[str, nn.Module], optims: dict[str, torch.optim.Optimizer], *,
+          log_every: int, save_every: int, resume: bool) -> tuple[list[dict], float]:
+    """Run ``step_fn(step) -> losses`` from the saved step to ``steps``; log, save; -> (log, seconds)."""
+    start, log, elapsed = (_load_state(out_dir, stage, modules, optims) if resume else (0, [], 0.0))
+    t0 = time.perf_counter() - elapsed
+    acc: dict[str, list[float]] = {}
+    for step in range(start, steps):
+        losses = step_fn(step)
+        for k, v in losses.items():
+            acc.setdefault(k, []).append(float(v))
+        done = step + 1
+        if done % log_every == 0 or done == steps:
+            row = {"step": done, "seconds": round(time.perf_counter() - t0, 1)}
+            row.update({k: round(float(np.mean(v)), 5) for k, v in acc.items()})
+            log.append(row)
+            acc = {}
+            print(f"[{stage}] " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        if done % save_every == 0 and done < steps:
+            _save_state(out_dir, stage, done, modules, optims, log, time.perf_counter() - t0)
+    return log, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1 and 4: StyleGAN2 on renders (g' = the same loop started from the generator)
+
+
+def build_generator(seed: int = 0) -> nn.Module:
+    """The ``mini`` profile's generator architecture (the ``tiny`` widths), seeded."""
+    from ..config import get_profile
+    from ..nets.stylegan2 import Generator
+
+    torch.manual_seed(seed)
+    return Generator(**get_profile("mini").generator.kwargs())
+
+
+def build_discriminator(seed: int = 0) -> nn.Module:
+    from ..config import get_profile
+    from ..nets.stylegan2 import Discriminator
+
+    gc = get_profile("mini").generator
+    torch.manual_seed(seed + 1)
+    return Discriminator(gc.size, gc.channel_multiplier, channels=gc.channels)
+
+
+def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batch: int, seed: int,
+              lr: float, r1_gamma: float, mixing: float = 0.9, ema_kimg: float = 10.0,
+              init: dict | None = None, log_every: int = 50, save_every: int = 500,
+              resume: bool = True) -> tuple[nn.Module, list[dict], float]:
+    """Non-saturating StyleGAN2 training with lazy R1 (every 16 D steps) and an EMA generator.
+
+    ``init``: {"g": ..., "d": ...} state dicts to start from (fine-tuning). Returns (g_ema, log, s).
+    """
+    from ..train.gan import (
+        accumulate,
+        d_logistic_loss,
+        d_r1_loss,
+        g_nonsaturating_loss,
+        mixing_noise,
+        requires_grad,
+    )
+
+    torch.manual_seed(seed)
+    g, d = build_generator(seed), build_discriminator(seed)
+    if init is not None:
+        g.load_state_dict({k: v.float() for k, v in init["g"].items()})
+        d.load_state_dict({k: v.float() for k, v in init["d"].items()})
+    g_ema = copy.deepcopy(g).eval()
+    requires_grad(g_ema, False)
+    r1_every = 16
+    d_ratio = r1_every / (r1_every + 1)
+    g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.0, 0.99))
+    d_opt = torch.optim.Adam(d.parameters(), lr=lr * d_ratio, betas=(0.0, 0.99 ** d_ratio))
+    gen = torch.Generator().manual_seed(seed)
+    data = _batches(images, batch, gen)
+    dim = g.style_dim
+
+    def step_fn(step: int) -> dict:
+        real = next(data)
+        requires_grad(g, False)
+        requires_grad(d, True)
+        fake, _ = g(mixing_noise(batch, dim, mixing, device=real.device, generator=gen))
+        real_pred, fake_pred = d(real), d(fake)
+        d_loss = d_logistic_loss(real_pred, fake_pred)
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        out = {"d": d_loss.item(), "real": real_pred.mean().item(), "fake": fake_pred.mean().item()}
+        if step % r1_every == 0:
+            real.requires_grad_(True)
+            r1 = d_r1_loss(d(real), real)
+            d_opt.zero_grad(set_to_none=True)
+            (r1_gamma / 2 * r1 * r1_every).backward()
+            d_opt.step()
+            out["r1"] = r1.item()
+        requires_grad(g, True)
+        requires_grad(d, False)
+        fake, _ = g(mixing_noise(batch, dim, mixing, device=real.device, generator=gen))
+        g_loss = g_nonsaturating_loss(d(fake))
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        out["g"] = g_loss.item()
+        ema_nimg = min(ema_kimg * 1000, (step + 1) * batch * 0.05)  # StyleGAN2-ADA ramp-up
+        accumulate(g_ema, g, 0.5 ** (batch / max(ema_nimg, 1e-8)))
+        return out
+
+    log, seconds = _loop(stage, out_dir, steps, step_fn, {"g": g, "d": d, "g_ema": g_ema},
+                         {"g": g_opt, "d": d_opt}, log_every=log_every, save_every=save_every,
+                         resume=resume)
+    # the discriminator is kept (full precision) so g' can start from the pair
+    from ..checkpoints import save_atomic
+
+    save_atomic({"g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict()},
+                out_dir / f"{stage}-final-full.pt")
+    return g_ema, log, seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: the oracle
+
+
+def train_oracle(images: np.ndarray, vectors: np.ndarray, *, out_dir: Path, steps: int, batch: int,
+                 seed: int, lr: float = 2e-3, log_every: int = 100, save_every: int = 1000,
+                 resume: bool = True) -> tuple[nn.Module, list[dict], float]:
+    """Fit :class:`~redestyle.miniature.oracle.AttributeRegressor` to (render, parameters) pairs."""
+    from .oracle import AttributeRegressor
+
+    torch.manual_seed(seed)
+    model = AttributeRegressor().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    targets = torch.from_numpy(vectors)
+
+    def step_fn(step: int) -> dict:
+        idx = torch.randint(len(images), (batch,), generator=gen)
+        x = to_tensor(images[idx.numpy()])
+        loss, parts = model.loss(x, targets[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return {"loss": loss.item(), **parts}
+
+    log, seconds = _loop("oracle", out_dir, steps, step_fn, {"oracle": model}, {"opt": opt},
+                         log_every=log_every, save_every=save_every, resume=resume)
+    return model.eval(), log, seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 3: encoders (ReStyle-pSp first; pSp, e4e and DualStyleGAN's z+ pSp with the same loop)
+
+#: method -> (encoder class name, refinement iterations per batch, latent space)
+ENCODERS = {
+    "restyle_psp": ("BackboneEncoder", 3, "w+"),
+    "restyle_e4e": ("ProgressiveBackboneEncoder", 3, "w+"),
+    "psp": ("GradualStyleEncoder", 1, "w+"),
+    "e4e": ("Encoder4Editing", 1, "w+"),
+    "dsg_zplus": ("GradualStyleEncoder", 1, "z+"),
+}
+
+
+def build_encoder(method: str, seed: int = 0) -> nn.Module:
+    """The ``mini`` profile's encoder of ``method`` (the ``tiny`` widths), seeded."""
+    from ..config import get_profile
+    from ..nets import encoders as enc
+
+    name, iters, _ = ENCODERS[method]
+    p = get_profile("mini")
+    torch.manual_seed(seed)
+    return getattr(enc, name)(p.encoder.num_layers, p.encoder.mode, n_styles=p.generator.n_latent,
+                              style_dim=p.generator.style_dim, input_size=p.encoder.input_size,
+                              widths=p.encoder.widths, **({"input_nc": 3} if iters == 1 else {}))
+
+
+def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: np.ndarray, *,
+                  out_dir: Path, steps: int, batch: int, seed: int, lr: float = 1e-3,
+                  latent_weight: float = 1.0, log_every: int = 50, save_every: int = 500,
+                  resume: bool = True) -> tuple[nn.Module, list[dict], float]:
+    """Train an encoder to invert ``g`` (frozen): half of each batch are G samples (known code),
+    half photo renders. Loss per iteration: pixel MSE + ``latent_weight`` * code MSE (samples only).
+
+    ReStyle methods run ``iters`` refinement iterations per batch as the official coach does
+    (iteration 1 from the average image and ``latent_avg``, later ones from the detached previous
+    output and code; losses summed, one optimizer step). ``dsg_zplus`` predicts z+ codes (mapped
+    per layer by ``g.mapping_plus``), the others W+ residuals added to ``latent_avg``.
+    """
+    from ..inversion import average_image
+
+    _, iters, space = ENCODERS[method]
+    torch.manual_seed(seed)
+    encoder = build_encoder(method, seed).train()
+    g = g.eval().requires_grad_(False)
+    opt = torch.optim.Adam(encoder.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    real = _batches(images, batch - batch // 2, gen)
+    avg = average_image(g, latent_avg, pool_size=IMAGE_SIZE).unsqueeze(0)
+    start = latent_avg.unsqueeze(0) if space == "w+" else torch.zeros_like(latent_avg).unsqueeze(0)
+
+    def decode(code: torch.Tensor) -> torch.Tensor:
+        w = g.mapping_plus(code) if space == "z+" else code
+        return g.decode(w, randomize_noise=False)
+
+    def step_fn(step: int) -> dict:
+        n_fake = batch // 2
+        with torch.no_grad():
+            z = torch.randn(n_fake, g.style_dim, generator=gen)
+            if space == "z+":
+                target = z.unsqueeze(1).expand(-1, g.n_latent, -1)
+            else:
+                z2 = torch.randn(n_fake, g.style_dim, generator=gen)
+                target = g.latent([z, z2] if step % 2 else [z])
+            fake = decode(target).clamp(-1, 1)
+        x = torch.cat([fake, next(real)])
+        code = start.expand(batch, -1, -1)
+        feedback = avg.expand(batch, -1, -1, -1)
+        opt.zero_grad(set_to_none=True)
+        out = {}
+        for t in range(iters):
+            inp = torch.cat([x, feedback], 1) if iters > 1 else x
+            code = encoder(inp) + code.detach()
+            y = decode(code)
+            pix = F.mse_loss(y, x)
+            lat = F.mse_loss(code[:n_fake], target)
+            (pix + latent_weight * lat).backward()
+            feedback = y.detach()
+            out[f"pix{t + 1}"], out[f"lat{t + 1}"] = pix.item(), lat.item()
+        opt.step()
+        return out
+
+    log, seconds = _loop(method, out_dir, steps, step_fn, {"encoder": encoder}, {"opt": opt},
+                         log_every=log_every, save_every=save_every, resume=resume)
+    return encoder.eval(), log, seconds
+
+
+def load_generator_file(path: str | Path) -> tuple[nn.Module, torch.Tensor]:
+    """A shipped generator file -> (float32 Generator in eval mode, latent_avg [n_latent, D])."""
+    from ..checkpoints import load_container, load_strict
+
+    payload = load_container(path)
+    g = build_generator()
+    load_strict(g, {k: v.float() for k, v in payload["state_dict"].items()}, path=path,
+                what="mini generator")
+    avg = payload["latent_avg"].float().reshape(1, -1).expand(g.n_latent, -1).clone()
+    return g.eval(), avg
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def _command(argv: list[str]) -> str:
+    return "python -m redestyle.miniature.train " + " ".join(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m redestyle.miniature.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--out", default=".cache/miniature/train", help="working folder (states, logs)")
+    parser.add_argument("--ship", default=str(WEIGHTS_DIR),
+                        help="where the final files go (default: the mini profile's weights folder)")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-images", type=int, default=30000)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--save-every", type=int, default=500, help="steps between resumable states")
+    parser.add_argument("--fresh", action="store_true", help="ignore a saved state (no resume)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out_dir, ship = Path(args.out), Path(args.ship)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = out_dir / "renders"
+    from ..checkpoints import save_checkpoint
+
+    if args.stage in ("generator", "g_prime"):
+        domain = "photo" if args.stage == "generator" else "portrait"
+        images, _ = render_set(args.n_images, domain=domain, seed=args.seed + (0 if domain == "photo" else 1),
+                               cache_dir=cache)
+        init = None
+        if args.stage == "g_prime":
+            init = torch.load(out_dir / "generator-final-full.pt", map_location="cpu", weights_only=True)
+        steps = args.steps or (6000 if args.stage == "generator" else 1500)
+        g_ema, log, seconds = train_gan(
+            images, stage=args.stage, out_dir=out_dir, steps=steps, batch=args.batch, seed=args.seed,
+            lr=args.lr or 0.0025, r1_gamma=0.05, init=init, save_every=args.save_every,
+            resume=not args.fresh)
+        with torch.no_grad():
+            mean = g_ema.mean_latent(10000, generator=torch.Generator().manual_seed(args.seed))
+        save_checkpoint(ship / f"{args.stage}.pt", state_dict=_half(g_ema.state_dict()),
+                        config={"profile": "mini", "stage": args.stage}, step=steps,
+                        extra={"latent_avg": mean.half()})
+        final = {k: _mean_recent(log, k) for k in ("d", "g", "r1", "real", "fake")}
+        _write_record(ship, Run(args.stage, args.seed, steps, _command(argv), round(seconds, 1), final,
+                                {"n_images": args.n_images, "batch": args.batch, "domain": domain}))
+    elif args.stage == "oracle":
+        images, vectors = render_set(args.n_images, domain="photo", seed=args.seed, cache_dir=cache)
+        steps = args.steps or 4000
+        model, log, seconds = train_oracle(images, vectors, out_dir=out_dir, steps=steps,
+                                           batch=args.batch, seed=args.seed, lr=args.lr or 2e-3,
+                                           save_every=args.save_every, resume=not args.fresh)
+        from .oracle import errors
+
+        held_images, held_vectors = render_set(2000, domain="photo", seed=args.seed + 100, cache_dir=cache)
+        held = errors(model.predict(to_tensor(held_images)), held_vectors)
+        save_checkpoint(ship / "oracle.pt", state_dict=_half(model.state_dict()),
+                        config={"profile": "mini", "stage": "oracle"}, step=steps)
+        final = {k: _mean_recent(log, k) for k in ("loss", "mse", "ce", "bce")}
+        _write_record(ship, Run("oracle", args.seed, steps, _command(argv), round(seconds, 1), final,
+                                {"n_images": args.n_images, "batch": args.batch,
+                                 "held_out_errors (2000 renders, seed + 100)": held}))
+    else:  # encoders
+        images, _ = render_set(args.n_images, domain="photo", seed=args.seed, cache_dir=cache)
+        g, latent_avg = load_generator_file(ship / "generator.pt")
+        steps = args.steps or 3000
+        encoder, log, seconds = train_encoder(args.stage, g, latent_avg, images, out_dir=out_dir,
+                                              steps=steps, batch=args.batch, seed=args.seed,
+                                              lr=args.lr or 1e-3, save_every=args.save_every,
+                                              resume=not args.fresh)
+        save_checkpoint(ship / f"{args.stage}.pt", state_dict=_half(encoder.state_dict()),
+                        config={"profile": "mini", "stage": args.stage}, step=steps,
+                        extra={"latent_avg": latent_avg.half()})
+        keys = sorted({k for row in log for k in row if k not in ("step", "seconds")})
+        final = {k: _mean_recent(log, k) for k in keys}
+        _write_record(ship, Run(args.stage, args.seed, steps, _command(argv), round(seconds, 1), final,
+                                {"n_images": args.n_images, "batch": args.batch,
+                                 "iterations_per_batch": ENCODERS[args.stage][1],
+                                 "space": ENCODERS[args.stage][2]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""Experiments of the miniature world: portrait sets with known answers, scored by the oracle.
+
+Every portrait here is rendered from explicit ``FaceParams``, so its realistic counterpart (the
+same parameters in the photo domain) and its true identity, expression and glasses are known.
+The oracle (:mod:`~redestyle.miniature.oracle`) reads parameters back from any face, which turns
+destylization accuracy into errors against ground truth:
+
+- ``identity``: mean absolute error of the 13 identity parameters (range units, 0 best);
+- ``expression``: the same over smile, mouth opening and eye openness (expression retention);
+- ``glasses``: fraction of faces whose glasses (on / off) match the portrait's;
+- ``id_spread``: same-person consistency (Fig. 4): mean absolute deviation of a face's identity
+  reading from the mean reading of that person's faces (0: every portrait of a person gives the
+  same identity).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import oracle as orc
+from .render import FaceParams, render_batch, sample_expression, sample_identity, to_tensor
+from .train import WEIGHTS_DIR
+
+#: Columns of :func:`ground_truth_rows`.
+GROUND_TRUTH_COLUMNS = ("method", "n", "identity", "expression", "pose", "hair_style", "glasses",
+                        "id_spread")
+
+
+def load_oracle(device: str | torch.device = "cpu") -> orc.AttributeRegressor:
+    """The shipped oracle (``weights/oracle.pt``), float32, eval mode."""
+    from ..checkpoints import load_container, load_strict
+
+    path = WEIGHTS_DIR / "oracle.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trained oracle; train it with "
+                                "`python -m redestyle.miniature.train oracle`")
+    model = orc.AttributeRegressor()
+    state = {k: v.float() if v.is_floating_point() else v
+             for k, v in load_container(path)["state_dict"].items()}
+    load_strict(model, state, path=path, what="mini oracle")
+    return model.eval().to(device)
+
+
+def training_records() -> dict[str, dict]:
+    """stage -> the JSON record written beside its shipped weights (command, seed, losses)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(WEIGHTS_DIR.glob("*.json"))}
+
+
+@dataclass
+class PortraitSet:
+    """Portraits with known answers: one group of portraits per person."""
+
+    portraits: torch.Tensor  # [N, 3, S, S] in [-1, 1], portrait domain
+    photos: torch.Tensor  # [N, 3, S, S], the same parameters in the photo domain (the answer)
+    params: list[FaceParams]
+    group_of: list[str]  # person of each portrait, in row order
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return np.stack([p.to_vector() for p in self.params]).astype(np.float32)
+
+    def groups(self) -> dict[str, torch.Tensor]:
+        """person -> that person's portraits [n, 3, S, S] (the shape ``accuracy`` expects)."""
+        out: dict[str, list[int]] = {}
+        for i, g in enumerate(self.group_of):
+            out.setdefault(g, []).append(i)
+        return {g: self.portraits[idx] for g, idx in out.items()}
+
+
+def person_set(n_people: int = 4, per_person: int = 4, *, seed: int = 0, size: int = 64,
+               glasses_p: float = 0.5) -> PortraitSet:
+    """``n_people`` identities, each in ``per_person`` portraits with varied expression, pose,
+    light and glasses (Fig. 4's setting). Rows are ordered person by person; deterministic."""
+    if n_people < 1 or per_person < 1:
+        raise ValueError(f"need n_people >= 1 and per_person >= 1, got {n_people}, {per_person}")
+    rng = np.random.default_rng(seed)
+    params, group_of = [], []
+    for k in range(n_people):
+        identity = sample_identity(rng)
+        for _ in range(per_person):
+            params.append(FaceParams(
+                identity=identity, expression=sample_expression(rng),
+                glasses=bool(rng.uniform() < glasses_p),
+                yaw=float(np.clip(rng.normal(0, 8), -25, 25)),
+                roll=float(np.clip(rng.normal(0, 6), -20, 20)),
+                light_angle=float(rng.uniform(-60, 60)), light_strength=float(rng.uniform(0.6, 1.3))))
+            group_of.append(f"person_{k}")
+    portraits = to_tensor(render_batch(params, size=size, domain="portrait"))
+    photos = to_tensor(render_batch(params, size=size, domain="photo"))
+    return PortraitSet(portraits, photos, params, group_of)
+
+
+def named_portraits(n: int = 4, *, seed: int = 0, size: int = 64) -> dict[str, torch.Tensor]:
+    """``n`` portraits of different people: ``mini_<k>`` -> [1, 3, size, size] (the notebooks' default
+    portraits on the ``mini`` profile; :func:`person_set` with one portrait per person)."""
+    pset = person_set(n, 1, seed=seed, size=size)
+    return {f"mini_{k}": pset.portraits[k:k + 1] for k in range(n)}
+
+
+def _id_spread(pred: np.ndarray, group_of: Sequence[str]) -> float:
+    """Mean |reading - person's mean reading| of the identity parameters (range units)."""
+    cols = [orc.CONTINUOUS.index(n) for n in orc.IDENTITY]
+    p = orc.normalise(pred)[:, cols]
+    groups = np.asarray(group_of)
+    dev = [np.abs(p[groups == g] - p[groups == g].mean(0)).mean() for g in dict.fromkeys(group_of)]
+    return float(np.mean(dev))
+
+
+def score(faces: torch.Tensor, truth: np.ndarray, group_of: Sequence[str],
+          oracle: orc.AttributeRegressor) -> dict[str, float]:
+    """Oracle reading of ``faces`` [N, 3, S, S] against the true vectors [N, 22] (module docstring)."""
+    with torch.no_grad():
+        pred = oracle.predict(faces.detach().float().cpu())
+    return {"n": len(pred), **orc.errors(pred, truth), "id_spread": _id_spread(pred, group_of)}
+
+
+def ground_truth_rows(faces_by_method: Mapping[str, torch.Tensor], pset: PortraitSet,
+                      oracle: orc.AttributeRegressor, *,
+                      avg_image: torch.Tensor | None = None) -> list[dict]:
+    """One row per method (GROUND_TRUTH_COLUMNS), after two references: ``photo (answer)``, the
+    oracle on the true photo renders (its own error: the best a method can score), and, with
+    ``avg_image`` [3, S, S], ``average face`` (every portrait answered by the average face)."""
+    truth = pset.vectors
+    rows = [{"method": "photo (answer)", **score(pset.photos, truth, pset.group_of, oracle)}]
+    if avg_image is not None:
+        avg = avg_image.detach().cpu().unsqueeze(0).expand(len(truth), -1, -1, -1)
+        rows.append({"method": "average face", **score(avg, truth, pset.group_of, oracle)})
+    for name, faces in faces_by_method.items():
+        rows.append({"method": name, **score(faces, truth, pset.group_of, oracle)})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# quality of the trained networks (the issue's bars)
+
+
+def photo_renders(n: int, *, seed: int, size: int = 64, domain: str = "photo") -> tuple[torch.Tensor, np.ndarray]:
+    """``n`` random renders (held out from training by the seed) -> ([n, 3, S, S], vectors [n, 22])."""
+    from .train import render_set
+
+    images, vectors = render_set(n, domain=domain, seed=seed, size=size)
+    return to_tensor(images), vectors
+
+
+@torch.no_grad()
+def generator_samples(g, n: int, *, seed: int, batch: int = 250, truncation: float = 1.0) -> torch.Tensor:
+    """``n`` samples of a generator (registered noise, no truncation by default): [n, 3, S, S]."""
+    gen = torch.Generator().manual_seed(seed)
+    mean = g.mean_latent(4096, generator=gen) if truncation < 1 else None
+    out = []
+    for start in range(0, n, batch):
+        z = torch.randn(min(batch, n - start), g.style_dim, generator=gen)
+        img, _ = g([z.to(g.input.input.device)], randomize_noise=False, truncation=truncation,
+                   truncation_latent=mean)
+        out.append(img.clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+def frechet_rows(g, oracle: orc.AttributeRegressor, *, n: int = 1000, seed: int = 1000) -> list[dict]:
+    """Fréchet distance on the oracle's features between photo renders and: other renders (the
+    floor set by sampling noise), the generator's samples, and portrait renders (a far reference)."""
+    real, _ = photo_renders(n, seed=seed)
+    other, _ = photo_renders(n, seed=seed + 1)
+    portraits, _ = photo_renders(n, seed=seed + 2, domain="portrait")
+    fr = oracle.embed(real)
+    rows = []
+    for name, images in (("photo renders (other seed)", other), ("generator samples", generator_samples(g, n, seed=seed)),
+                         ("portrait renders", portraits)):
+        rows.append({"vs photo renders": name, "n": n, "frechet": orc.frechet_distance(fr, oracle.embed(images))})
+    return rows
+
+
+def encoder_rows(models, oracle: orc.AttributeRegressor, *, n: int = 200, n_iters: int = 5,
+                 seed: int = 2000) -> list[dict]:
+    """How well ReStyle-pSp's reconstructions of held-out photo renders recover the parameters,
+    per iteration, next to the average face (what iteration 0 shows) and the renders themselves."""
+    from ..inversion import restyle
+
+    images, truth = photo_renders(n, seed=seed)
+    dev = models.latent_avg.device
+    with torch.no_grad():
+        steps = restyle(models.encoder("restyle_psp"), models.generator, images.to(dev), n_iters=n_iters,
+                        latent_avg=models.latent_avg, avg_image=models.avg_image)
+    group_of = [str(i) for i in range(n)]  # no groups: id_spread is not used here
+    rows = [{"faces": "photo renders (answer)", **score(images, truth, group_of, oracle)}]
+    avg = models.avg_image.cpu().unsqueeze(0).expand(n, -1, -1, -1)
+    rows.append({"faces": "average face", **score(avg, truth, group_of, oracle)})
+    for t, step in enumerate(steps, 1):
+        rows.append({"faces": f"ReStyle-pSp N={t}", **score(step.image.clamp(-1, 1), truth, group_of, oracle),
+                     "pixel_mse": float(torch.mean((step.image.clamp(-1, 1).cpu() - images) ** 2))})
+    for r in rows:
+        r.pop("id_spread")
+    return rows
