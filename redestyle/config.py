@@ -1,8 +1,9 @@
 """Profiles: the network configurations every notebook, CLI verb and test builds from.
 
-``tiny`` is the embedded default: the same classes and code paths as the official 1024
-models, with small widths, so every figure runs in minutes on 2 CPU cores from seeded
-random weights (its figures are labelled "tiny profile (random weights)").
+``tiny``: the same classes and code paths as the official 1024 models, with small widths, so
+every figure runs in minutes on 2 CPU cores from seeded random weights (its figures are labelled
+"tiny profile (random weights)"). ``mini`` (the default of ``make reproduce``): the same small
+networks with the weights trained on the miniature world (``redestyle.miniature``).
 ``ffhq1024`` is the official configuration and needs the official weights folder.
 """
 
@@ -75,20 +76,23 @@ class Profile:
         return self.encoder.input_size
 
 
+#: The small networks of ``tiny`` (seeded random) and ``mini`` (trained): 64 px, 64-d styles.
+_SMALL_GENERATOR = GeneratorConfig(size=64, style_dim=64, n_mlp=4, channel_multiplier=1,
+                                   channels={4: 64, 8: 64, 16: 32, 32: 32, 64: 16})
+_SMALL_ENCODER = EncoderConfig(num_layers=50, mode="ir_se", input_size=64, widths=(8, 16, 32, 64))
+
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
-        generator=GeneratorConfig(size=64, style_dim=64, n_mlp=4, channel_multiplier=1,
-                                  channels={4: 64, 8: 64, 16: 32, 32: 32, 64: 16}),
-        encoder=EncoderConfig(num_layers=50, mode="ir_se", input_size=64, widths=(8, 16, 32, 64)),
+        generator=_SMALL_GENERATOR,
+        encoder=_SMALL_ENCODER,
         needs_weights=False,
         label="tiny profile (random weights)",
     ),
-    "mini": Profile(
+    "mini": Profile(  # the tiny networks, trained on the miniature world (redestyle.miniature)
         name="mini",
-        generator=GeneratorConfig(size=64, style_dim=64, n_mlp=4, channel_multiplier=1,
-                                  channels={4: 64, 8: 64, 16: 32, 32: 32, 64: 16}),
-        encoder=EncoderConfig(num_layers=50, mode="ir_se", input_size=64, widths=(8, 16, 32, 64)),
+        generator=_SMALL_GENERATOR,
+        encoder=_SMALL_ENCODER,
         needs_weights=False,
         label="mini profile (trained on the miniature world)",
     ),

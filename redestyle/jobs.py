@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .checkpoints import atomic_write, load_codes
+from .config import PROFILES
 from .data import MIN_SIDE, ImageReadError, list_images, load_image
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def add_destylize_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
                         "baseline (z+ codes; needs g'); default redestyle")
     parser.add_argument("--schedule", default="5-3-1", help="Re-Destyle rounds of ReStyle iterations "
                         "(default 5-3-1; e.g. 6-4-2)")
-    parser.add_argument("--profile", choices=["tiny", "ffhq1024"], default="tiny",
+    parser.add_argument("--profile", choices=list(PROFILES), default="tiny",
                         help="network configuration (ffhq1024 needs --weights; default tiny)")
     parser.add_argument("--weights", default=None, help="official weights folder (default $REDESTYLE_WEIGHTS)")
     parser.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
@@ -236,7 +237,8 @@ def cli_destylize(args: argparse.Namespace) -> int:
         if args.method == "baseline" and style is None:
             if profile.needs_weights:
                 raise ValueError("--method baseline needs --style NAME (g' = <weights>/NAME/finetune-000600.pt)")
-            style = "tiny"  # the tiny profile's seeded stand-in g' (zoo.tiny_g_prime)
+            # tiny: a seeded stand-in g' (zoo.tiny_g_prime); mini: its trained g' (zoo.MINI_STYLE)
+            style = zoo.MINI_STYLE if profile.name == "mini" else "tiny"
         options = ds.DestyleOptions(method=args.method, schedule=args.schedule,
                                     preserve_color=args.preserve_color, truncation=args.truncation,
                                     handoff=args.handoff, steps=args.steps,

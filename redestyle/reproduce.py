@@ -112,7 +112,8 @@ def main(args) -> int:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--profile", default="tiny", help="tiny (default, no weights) or ffhq1024")
+    parser.add_argument("--profile", default="mini",
+                        help="mini (default: trained on the miniature world), tiny (random networks) or ffhq1024")
     parser.add_argument("--weights", default=None, help="folder with the official weights (ffhq1024)")
     parser.add_argument("--data", default=None, help="folder of portraits (default: bundled samples)")
     parser.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")

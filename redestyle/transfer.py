@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .config import PROFILES
 from .nets.dualstylegan import DualStyleGAN, style_transfer
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--codes", required=True, help="folder with exstyle_code.npy (+ codes_meta.json)")
     parser.add_argument("--ckpt", required=True, help="DualStyleGAN generator file (g_ema), e.g. generator.pt")
     parser.add_argument("--weights", default=None, help="weights folder for the content encoder")
-    parser.add_argument("--profile", default="ffhq1024", choices=["tiny", "ffhq1024"])
+    parser.add_argument("--profile", default="ffhq1024", choices=list(PROFILES))
     parser.add_argument("--structure-weight", type=float, default=0.75, help="ModRes weight (indices 0-6)")
     parser.add_argument("--color-weight", type=float, default=1.0, help="T_c weight (indices 7-17)")
     parser.add_argument("--weight", type=float, nargs="+", default=None,

@@ -100,3 +100,15 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, *, dpi: int = 110) -
     with atomic_write(path) as f:
         fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     return path
+
+
+def save_text(text: str, out_dir: str | os.PathLike, name: str) -> Path:
+    """Write a table (or any text) to ``resolve_out_dir(out_dir)/name`` atomically."""
+    out = resolve_out_dir(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    from .checkpoints import atomic_write
+
+    with atomic_write(path, "w") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+    return path

@@ -276,16 +276,14 @@ def _mini_file(name: str) -> Path:
 
 def _mini_models(profile: Profile, methods, g_prime_style: str | None) -> Models:
     """The tiny architectures with the weights trained on the miniature world (float32, eval)."""
-    from .checkpoints import load_container, load_strict
-    from .miniature.train import build_encoder, load_generator_file
+    from .miniature.train import build_encoder, load_generator_file, load_into
 
     generator, latent_avg = load_generator_file(_mini_file("generator"))
     encoders = {}
     for method in methods:
         path = _mini_file(method)  # raises for a method never trained (e.g. hyperstyle)
         module = build_encoder(method)
-        state = {k: v.float() for k, v in load_container(path)["state_dict"].items()}
-        load_strict(module, state, path=path, what=f"mini {method} encoder")
+        load_into(module, path, what=f"mini {method} encoder")
         encoders[method] = module.eval()
     models = Models(profile, generator, latent_avg, encoders, pretrained=True)
     if g_prime_style is not None:
@@ -350,9 +348,10 @@ def build_models(
     """Build the generator and the encoders of ``methods`` for a profile, on ``device``.
 
     tiny: seeded random weights (``seed``). mini: the shipped miniature-world weights (a method
-    without a trained file raises FileNotFoundError; g' only for style ``"portrait"``). ffhq1024: official files from ``weights_dir`` (or
-    $REDESTYLE_WEIGHTS). ``with_lpips``: LPIPS-VGG (the ImageNet VGG16 backbone from
-    ``vgg16-397923af.pth`` when present in the weights folder, else random and labelled so).
+    without a trained file raises FileNotFoundError; g' only for style ``"portrait"``).
+    ffhq1024: official files from ``weights_dir`` (or $REDESTYLE_WEIGHTS). ``with_lpips``:
+    LPIPS-VGG (the ImageNet VGG16 backbone from ``vgg16-397923af.pth`` when present in the weights
+    folder, else random and labelled so).
     ``with_id``: IR-SE50 ID features when ``model_ir_se50.pth`` is present (else None).
     ``g_prime_style``: also build the baseline's g' (``models.g_prime``): ffhq1024 loads
     ``<style>/finetune-000600.pt`` (:func:`load_g_prime`); tiny makes :func:`tiny_g_prime`.

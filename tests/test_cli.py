@@ -31,5 +31,5 @@ def test_verb_help(verb, capsys):
 def test_unknown_profile_is_a_clear_error():
     from redestyle.config import get_profile
 
-    with pytest.raises(ValueError, match="unknown profile 'ffhq512'; known: tiny, ffhq1024"):
+    with pytest.raises(ValueError, match="unknown profile 'ffhq512'; known: tiny, mini, ffhq1024"):
         get_profile("ffhq512")

@@ -48,7 +48,7 @@ def test_runner_injects_parameters(tmp_path, capsys):
               "pathlib.Path(out_dir, 'p.json').write_text(json.dumps([profile, seed]))")
     code = reproduce.main(_args(tmp_path, seed=7))
     assert code == 0
-    assert json.loads((tmp_path / "fig" / "p.json").read_text()) == ["tiny", 7]
+    assert json.loads((tmp_path / "fig" / "p.json").read_text()) == ["mini", 7]  # the default profile
     assert (tmp_path / "exec" / "01_write.ipynb").is_file()
     assert "[1/1] 01_write.ipynb ... ok" in capsys.readouterr().out
 
@@ -69,3 +69,15 @@ def test_no_notebooks_is_not_an_error(tmp_path, capsys):
     (tmp_path / "nb").mkdir()
     assert reproduce.main(_args(tmp_path)) == 0
     assert "no notebooks yet" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_on_the_tiny_profile(tmp_path, capsys):
+    """nbval checks the stored (mini) outputs; the random-weight tiny profile must keep running too."""
+    root = Path(__file__).parents[1] / "notebooks"
+    args = _args(tmp_path, profile="tiny")
+    args.notebooks = str(root)
+    assert reproduce.main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.count(" ok (") == len(reproduce.find_notebooks(root))
+    assert (tmp_path / "fig" / "fig1_encoder_comparison.png").is_file()

@@ -33,3 +33,9 @@ def test_save_figure_writes_atomically(tmp_path):
     path = viz.save_figure(fig, tmp_path, "f.png")
     assert path == tmp_path / "f.png" and path.read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
+
+
+def test_save_text_writes_one_newline_terminated_file(tmp_path):
+    path = viz.save_text("a  b\n1  2", tmp_path / "sub", "t.txt")
+    assert path.read_text() == "a  b\n1  2\n"
+    assert [p.name for p in path.parent.iterdir()] == ["t.txt"]

@@ -3,6 +3,10 @@
 ``render`` draws one face from explicit ``FaceParams`` in two domains: ``"photo"`` (soft shading,
 realistic proportions) and ``"portrait"`` (a flat-colour cartoon style of the same face). Only
 numpy is needed; ``to_tensor`` imports torch when called.
+
+Beside it: ``train`` (the stages that train the ``mini`` profile's networks on renders),
+``oracle`` (the CNN that reads parameters back: the ruler of the ground-truth metrics) and
+``world`` (portrait sets with known answers, their scores, and the quality checks).
 """
 
 from redestyle.miniature.render import (

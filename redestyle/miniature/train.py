@@ -1,17 +1,21 @@
 """Training of the miniature world's networks, from renders only (no download, no pretrained part).
 
-Four stages, each a function and a ``python -m redestyle.miniature.train <stage>`` command:
+Every stage is a function and a ``python -m redestyle.miniature.train <stage>`` command:
 
 | stage | network (the repo's own class) | data | loss |
 |---|---|---|---|
-| ``generator`` | StyleGAN2 ``Generator`` + ``Discriminator`` (tiny widths) | photo renders | non-saturating GAN + lazy R1 |
-| ``oracle`` | :class:`AttributeRegressor` (a small CNN) | photo renders + their parameters | per-parameter MSE / BCE |
-| ``encoder`` | ReStyle-pSp ``BackboneEncoder`` (IR-SE, 6 ch) | G samples (known W+) + photo renders | ReStyle iterative L2 + W+ L2 |
-| ``g_prime`` | the generator fine-tuned (g' of the baseline) | portrait renders | GAN, as ``generator``, from its weights |
+| ``generator`` | StyleGAN2 ``Generator`` + ``Discriminator`` (tiny widths) | photo renders | non-saturating GAN + lazy R1, EMA |
+| ``oracle`` | :class:`~redestyle.miniature.oracle.AttributeRegressor` | photo renders + parameters | MSE + CE + BCE |
+| ``restyle_psp``, ``restyle_e4e`` | ReStyle ``BackboneEncoder`` / ``ProgressiveBackboneEncoder`` | G samples (known W+) + photo renders | per-iteration pixel MSE + W+ MSE |
+| ``psp``, ``e4e`` | ``GradualStyleEncoder`` / ``Encoder4Editing`` | as above | as above, one pass |
+| ``dsg_zplus`` | DualStyleGAN's z+ pSp (``GradualStyleEncoder``) | G samples (known z) + photo renders | pixel MSE + z+ MSE |
+| ``g_prime`` | the generator fine-tuned on portraits (g' of the baseline) | portrait renders | GAN, from the generator's G and D |
 
-Every stage is seeded, writes a resumable state (``<stage>-state.pt``, atomically, every
-``save_every`` steps) and, at the end, the shipped half-precision file plus a JSON record of its
-command, seed, wall time and final losses (``<stage>.json``). Renders are cached as ``.npz``.
+The encoders share one simple objective (no LPIPS, ID or e4e's progressive delta schedule: there
+are no pretrained loss networks offline). Every stage is seeded, writes a resumable state
+(``<stage>-state.pt``, atomically, every ``save_every`` steps) and, at the end, the shipped
+half-precision file plus a JSON record of its command, seed, wall time and final losses
+(``<stage>.json``). Renders are cached as ``.npz`` in the working folder.
 """
 
 from __future__ import annotations
@@ -386,14 +390,23 @@ def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: n
     return encoder.eval(), log, seconds
 
 
-def load_generator_file(path: str | Path) -> tuple[nn.Module, torch.Tensor]:
-    """A shipped generator file -> (float32 Generator in eval mode, latent_avg [n_latent, D])."""
+def load_into(module: nn.Module, path: str | Path, *, what: str) -> dict:
+    """Strictly load a shipped (half-precision) file's ``state_dict`` into ``module`` as float32.
+
+    Returns the whole payload (``latent_avg``, ``config``, ...). Errors name the file.
+    """
     from ..checkpoints import load_container, load_strict
 
     payload = load_container(path)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    load_strict(module, state, path=path, what=what)
+    return payload
+
+
+def load_generator_file(path: str | Path) -> tuple[nn.Module, torch.Tensor]:
+    """A shipped generator file -> (float32 Generator in eval mode, latent_avg [n_latent, D])."""
     g = build_generator()
-    load_strict(g, {k: v.float() for k, v in payload["state_dict"].items()}, path=path,
-                what="mini generator")
+    payload = load_into(g, path, what="mini generator")
     avg = payload["latent_avg"].float().reshape(1, -1).expand(g.n_latent, -1).clone()
     return g.eval(), avg
 

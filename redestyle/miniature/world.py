@@ -33,16 +33,14 @@ GROUND_TRUTH_COLUMNS = ("method", "n", "identity", "expression", "pose", "hair_s
 
 def load_oracle(device: str | torch.device = "cpu") -> orc.AttributeRegressor:
     """The shipped oracle (``weights/oracle.pt``), float32, eval mode."""
-    from ..checkpoints import load_container, load_strict
+    from .train import load_into
 
     path = WEIGHTS_DIR / "oracle.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained oracle; train it with "
                                 "`python -m redestyle.miniature.train oracle`")
     model = orc.AttributeRegressor()
-    state = {k: v.float() if v.is_floating_point() else v
-             for k, v in load_container(path)["state_dict"].items()}
-    load_strict(model, state, path=path, what="mini oracle")
+    load_into(model, path, what="mini oracle")
     return model.eval().to(device)
 
 

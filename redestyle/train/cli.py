@@ -15,6 +15,8 @@ import argparse
 import dataclasses
 import logging
 
+from ..config import PROFILES
+
 log = logging.getLogger(__name__)
 
 # official flag spellings (finetune_dualstylegan.py) -> FinetuneConfig fields
@@ -30,7 +32,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--codes", default=None, help="finetune: folder with the code files")
     parser.add_argument("--images", required=True, help="finetune: the style images; pretrain: FFHQ images")
     parser.add_argument("--out", required=True, help="run folder: last.pt, generator-XXXXXX.pt, tb/")
-    parser.add_argument("--profile", default="ffhq1024", choices=["tiny", "ffhq1024"])
+    parser.add_argument("--profile", default="ffhq1024", choices=list(PROFILES))
     parser.add_argument("--weights", default=None, help="weights folder (generator-pretrain.pt, vgg19, ir_se50)")
     parser.add_argument("--ckpt", default=None, help="start from this g/d/g_ema file (default generator-pretrain.pt)")
     parser.add_argument("--resume", default=None, help="continue a run from its last.pt")
