@@ -151,7 +151,7 @@ def _write_record(out_dir: Path, run: Run) -> None:
 
 def _mean_recent(log: list[dict], key: str, n: int = 10) -> float:
     values = [row[key] for row in log[-n:] if key in row]
-    return float(np.mean(values)) if values else float("nan")
+    return round(float(np.mean(values)), 6) if values else float("nan")
 
 
 def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
@@ -205,7 +205,10 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
               resume: bool = True) -> tuple[nn.Module, list[dict], float]:
     """Non-saturating StyleGAN2 training with lazy R1 (every 16 D steps) and an EMA generator.
 
-    ``init``: {"g": ..., "d": ...} state dicts to start from (fine-tuning). Returns (g_ema, log, s).
+    ``init``: {"g": ..., "d": ...} state dicts to start from (fine-tuning), with the Adam states
+    ``"g_optim"`` / ``"d_optim"`` when present (as rosinality's ``--ckpt`` and DualStyleGAN's
+    fine-tuning do: fresh Adam moments move every weight by ~lr per step and wreck a trained
+    generator within a few hundred steps). Returns (g_ema, log, seconds).
     """
     from ..train.gan import (
         accumulate,
@@ -227,6 +230,12 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
     d_ratio = r1_every / (r1_every + 1)
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.0, 0.99))
     d_opt = torch.optim.Adam(d.parameters(), lr=lr * d_ratio, betas=(0.0, 0.99 ** d_ratio))
+    if init is not None and "g_optim" in init:
+        g_opt.load_state_dict(init["g_optim"])
+        d_opt.load_state_dict(init["d_optim"])
+        for opt, rate in ((g_opt, lr), (d_opt, lr * d_ratio)):
+            for group in opt.param_groups:
+                group["lr"] = rate
     gen = torch.Generator().manual_seed(seed)
     data = _batches(images, batch, gen)
     dim = g.style_dim
@@ -267,7 +276,8 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
     # the discriminator is kept (full precision) so g' can start from the pair
     from ..checkpoints import save_atomic
 
-    save_atomic({"g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict()},
+    save_atomic({"g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict(),
+                 "g_optim": g_opt.state_dict(), "d_optim": d_opt.state_dict()},
                 out_dir / f"{stage}-final-full.pt")
     return g_ema, log, seconds
 
@@ -431,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-images", type=int, default=30000)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--r1", type=float, default=None,
+                        help="R1 weight gamma (GAN stages; default 0.05 generator, 10 g_prime)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--save-every", type=int, default=500, help="steps between resumable states")
     parser.add_argument("--fresh", action="store_true", help="ignore a saved state (no resume)")
@@ -450,11 +462,16 @@ def main(argv: list[str] | None = None) -> int:
         init = None
         if args.stage == "g_prime":
             init = torch.load(out_dir / "generator-final-full.pt", map_location="cpu", weights_only=True)
-        steps = args.steps or (6000 if args.stage == "generator" else 1500)
+        # g' fine-tunes across a domain gap: at the generator's lr 0.0025 / R1 0.05 (and at 0.001 /
+        # 1.0) its D separated the domains within 30 steps and G's faces washed out; 0.0002 / 10
+        # keeps them. It starts from the generator's weights and Adam states (final-full file).
+        first = args.stage == "generator"
+        steps = args.steps or (6000 if first else 600)
+        lr = args.lr or (0.0025 if first else 0.0002)
+        gamma = args.r1 if args.r1 is not None else (0.05 if first else 10.0)
         g_ema, log, seconds = train_gan(
             images, stage=args.stage, out_dir=out_dir, steps=steps, batch=args.batch, seed=args.seed,
-            lr=args.lr or 0.0025, r1_gamma=0.05, init=init, save_every=args.save_every,
-            resume=not args.fresh)
+            lr=lr, r1_gamma=gamma, init=init, save_every=args.save_every, resume=not args.fresh)
         with torch.no_grad():
             mean = g_ema.mean_latent(10000, generator=torch.Generator().manual_seed(args.seed))
         save_checkpoint(ship / f"{args.stage}.pt", state_dict=_half(g_ema.state_dict()),
@@ -462,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
                         extra={"latent_avg": mean.half()})
         final = {k: _mean_recent(log, k) for k in ("d", "g", "r1", "real", "fake")}
         _write_record(ship, Run(args.stage, args.seed, steps, _command(argv), round(seconds, 1), final,
-                                {"n_images": args.n_images, "batch": args.batch, "domain": domain}))
+                                {"n_images": args.n_images, "batch": args.batch, "domain": domain,
+                                 "lr": lr, "r1_gamma": gamma}))
     elif args.stage == "oracle":
         images, vectors = render_set(args.n_images, domain="photo", seed=args.seed, cache_dir=cache)
         steps = args.steps or 4000
