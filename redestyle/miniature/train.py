@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import sys
 import time
@@ -108,7 +109,7 @@ def _state_path(out_dir: Path, stage: str) -> Path:
 
 
 def _save_state(out_dir: Path, stage: str, step: int, modules: dict[str, nn.Module],
-                optims: dict[str, torch.optim.Optimizer], log: list[dict], elapsed: float) -> None:
+                optims: dict, log: list[dict], elapsed: float) -> None:
     from ..checkpoints import save_atomic
 
     save_atomic({
@@ -122,7 +123,7 @@ def _save_state(out_dir: Path, stage: str, step: int, modules: dict[str, nn.Modu
 
 
 def _load_state(out_dir: Path, stage: str, modules: dict[str, nn.Module],
-                optims: dict[str, torch.optim.Optimizer]) -> tuple[int, list[dict], float]:
+                optims: dict) -> tuple[int, list[dict], float]:
     path = _state_path(out_dir, stage)
     if not path.exists():
         return 0, [], 0.0
@@ -155,9 +156,13 @@ def _mean_recent(log: list[dict], key: str, n: int = 10) -> float:
 
 
 def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
-          modules: dict[str, nn.Module], optims: dict[str, torch.optim.Optimizer], *,
+          modules: dict[str, nn.Module], optims: dict, *,
           log_every: int, save_every: int, resume: bool) -> tuple[list[dict], float]:
-    """Run ``step_fn(step) -> losses`` from the saved step to ``steps``; log, save; -> (log, seconds)."""
+    """Run ``step_fn(step) -> losses`` from the saved step to ``steps``; log, save; -> (log, seconds).
+
+    ``optims``: optimizers and lr schedulers (anything with ``state_dict`` / ``load_state_dict``),
+    saved and restored with the modules, so a resumed run continues where it stopped.
+    """
     start, log, elapsed = (_load_state(out_dir, stage, modules, optims) if resume else (0, [], 0.0))
     t0 = time.perf_counter() - elapsed
     acc: dict[str, list[float]] = {}
@@ -206,9 +211,8 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
     """Non-saturating StyleGAN2 training with lazy R1 (every 16 D steps) and an EMA generator.
 
     ``init``: {"g": ..., "d": ...} state dicts to start from (fine-tuning), with the Adam states
-    ``"g_optim"`` / ``"d_optim"`` when present (as rosinality's ``--ckpt`` and DualStyleGAN's
-    fine-tuning do: fresh Adam moments move every weight by ~lr per step and wreck a trained
-    generator within a few hundred steps). Returns (g_ema, log, seconds).
+    ``"g_optim"`` / ``"d_optim"`` when present (rosinality's ``--ckpt`` and DualStyleGAN's
+    fine-tuning carry them over too). Returns (g_ema, log, seconds).
     """
     from ..train.gan import (
         accumulate,
@@ -286,6 +290,23 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
 # Stage 2: the oracle
 
 
+def one_cycle_lr(step: int, total: int, lr: float, *, warmup: float = 0.1, div: float = 25.0,
+                 final_div: float = 1e4) -> float:
+    """One-cycle schedule as a function of the step (torch ``OneCycleLR``'s cosine defaults).
+
+    Rises from lr / div to lr over the first ``warmup`` of the run, then falls to
+    lr / div / final_div at the last step. A pure function, so a resumed (or longer) run simply
+    continues the curve of its own length.
+    """
+    def cos(start: float, end: float, t: float) -> float:
+        return end + (start - end) / 2 * (math.cos(math.pi * t) + 1)
+
+    peak = float(warmup * total) - 1
+    if step <= peak:
+        return cos(lr / div, lr, step / peak)
+    return cos(lr, lr / div / final_div, (step - peak) / max(total - 1 - peak, 1e-8))
+
+
 def train_oracle(images: np.ndarray, vectors: np.ndarray, *, out_dir: Path, steps: int, batch: int,
                  seed: int, lr: float = 2e-3, log_every: int = 100, save_every: int = 1000,
                  resume: bool = True) -> tuple[nn.Module, list[dict], float]:
@@ -295,18 +316,18 @@ def train_oracle(images: np.ndarray, vectors: np.ndarray, *, out_dir: Path, step
     torch.manual_seed(seed)
     model = AttributeRegressor().train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
     targets = torch.from_numpy(vectors)
 
     def step_fn(step: int) -> dict:
+        for group in opt.param_groups:
+            group["lr"] = one_cycle_lr(step, steps, lr)
         idx = torch.randint(len(images), (batch,), generator=gen)
         x = to_tensor(images[idx.numpy()])
         loss, parts = model.loss(x, targets[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         return {"loss": loss.item(), **parts}
 
     log, seconds = _loop("oracle", out_dir, steps, step_fn, {"oracle": model}, {"opt": opt},

@@ -130,3 +130,15 @@ def test_restyle_reconstructions_recover_identity_better_than_the_average_face(o
     by = {r["faces"]: r for r in rows}
     assert by["ReStyle-pSp N=3"]["identity"] < by["average face"]["identity"]
     assert by["ReStyle-pSp N=3"]["pixel_mse"] < by["ReStyle-pSp N=1"]["pixel_mse"]
+
+
+def test_one_cycle_lr_is_torchs_one_cycle_schedule():
+    """The oracle's schedule is a pure function (resumable) equal to torch's OneCycleLR."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=2e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=200, pct_start=0.1)
+    for step in range(200):
+        assert train.one_cycle_lr(step, 200, 2e-3) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-15)
+        opt.step()
+        if step < 199:
+            sched.step()
