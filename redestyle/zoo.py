@@ -262,26 +262,14 @@ def mini_methods() -> tuple[str, ...]:
     return (*shipped, "optimization")
 
 
-def _mini_file(name: str) -> Path:
-    from .miniature.train import WEIGHTS_DIR
-
-    path = WEIGHTS_DIR / f"{name}.pt"
-    if not path.exists():
-        trained = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
-        raise FileNotFoundError(
-            f"{path}: the mini profile has no trained {name!r} (shipped: {', '.join(trained) or 'none'}); "
-            f"train it with `python -m redestyle.miniature.train {name}`")
-    return path
-
-
 def _mini_models(profile: Profile, methods, g_prime_style: str | None) -> Models:
     """The tiny architectures with the weights trained on the miniature world (float32, eval)."""
-    from .miniature.train import build_encoder, load_generator_file, load_into
+    from .miniature.train import build_encoder, load_generator_file, load_into, weights_file
 
-    generator, latent_avg = load_generator_file(_mini_file("generator"))
+    generator, latent_avg = load_generator_file(weights_file("generator"))
     encoders = {}
     for method in methods:
-        path = _mini_file(method)  # raises for a method never trained (e.g. hyperstyle)
+        path = weights_file(method)  # raises for a method never trained (e.g. hyperstyle)
         module = build_encoder(method)
         load_into(module, path, what=f"mini {method} encoder")
         encoders[method] = module.eval()
@@ -290,7 +278,7 @@ def _mini_models(profile: Profile, methods, g_prime_style: str | None) -> Models
         if g_prime_style != MINI_STYLE:
             raise ValueError(f"the mini profile has one style, {MINI_STYLE!r} (its g' is g_prime.pt); "
                              f"got g_prime_style={g_prime_style!r}")
-        models.g_prime, _ = load_generator_file(_mini_file("g_prime"))
+        models.g_prime, _ = load_generator_file(weights_file("g_prime"))
     return models
 
 

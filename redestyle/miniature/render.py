@@ -243,9 +243,13 @@ def sample_expression(rng: np.random.Generator) -> Expression:
     return Expression(smile=smile, mouth_open=mouth_open, eye_open=eye_open)
 
 
-def sample_params(rng: np.random.Generator, *, glasses_p: float = 0.3) -> FaceParams:
-    """A random face: identity, expression, glasses with probability ``glasses_p``, mild pose/light."""
-    identity = sample_identity(rng)
+def sample_params(rng: np.random.Generator, *, glasses_p: float = 0.3,
+                  identity: Identity | None = None) -> FaceParams:
+    """A random face: identity, expression, glasses with probability ``glasses_p``, mild pose/light.
+
+    ``identity``: keep this person (only the rest is drawn): portraits of one person.
+    """
+    identity = sample_identity(rng) if identity is None else identity
     expression = sample_expression(rng)
     glasses = bool(rng.uniform() < glasses_p)
     yaw = float(np.clip(rng.normal(0, 8), *SCENE_RANGES["yaw"]))

@@ -421,6 +421,18 @@ def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: n
     return encoder.eval(), log, seconds
 
 
+def weights_file(name: str) -> Path:
+    """``WEIGHTS_DIR/<name>.pt``; a missing one raises FileNotFoundError naming what is there and
+    the command that trains it."""
+    path = WEIGHTS_DIR / f"{name}.pt"
+    if not path.exists():
+        trained = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+        raise FileNotFoundError(
+            f"{path}: the mini profile has no trained {name!r} (shipped: {', '.join(trained) or 'none'}); "
+            f"train it with `python -m redestyle.miniature.train {name}`")
+    return path
+
+
 def load_into(module: nn.Module, path: str | Path, *, what: str) -> dict:
     """Strictly load a shipped (half-precision) file's ``state_dict`` into ``module`` as float32.
 

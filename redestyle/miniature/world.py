@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import oracle as orc
-from .render import FaceParams, render_batch, sample_expression, sample_identity, to_tensor
+from .render import FaceParams, render_batch, sample_identity, sample_params, to_tensor
 from .train import WEIGHTS_DIR
 
 #: Columns of :func:`ground_truth_rows`.
@@ -33,14 +33,10 @@ GROUND_TRUTH_COLUMNS = ("method", "n", "identity", "expression", "pose", "hair_s
 
 def load_oracle(device: str | torch.device = "cpu") -> orc.AttributeRegressor:
     """The shipped oracle (``weights/oracle.pt``), float32, eval mode."""
-    from .train import load_into
+    from .train import load_into, weights_file
 
-    path = WEIGHTS_DIR / "oracle.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no trained oracle; train it with "
-                                "`python -m redestyle.miniature.train oracle`")
     model = orc.AttributeRegressor()
-    load_into(model, path, what="mini oracle")
+    load_into(model, weights_file("oracle"), what="mini oracle")
     return model.eval().to(device)
 
 
@@ -81,12 +77,7 @@ def person_set(n_people: int = 4, per_person: int = 4, *, seed: int = 0, size: i
     for k in range(n_people):
         identity = sample_identity(rng)
         for _ in range(per_person):
-            params.append(FaceParams(
-                identity=identity, expression=sample_expression(rng),
-                glasses=bool(rng.uniform() < glasses_p),
-                yaw=float(np.clip(rng.normal(0, 8), -25, 25)),
-                roll=float(np.clip(rng.normal(0, 6), -20, 20)),
-                light_angle=float(rng.uniform(-60, 60)), light_strength=float(rng.uniform(0.6, 1.3))))
+            params.append(sample_params(rng, glasses_p=glasses_p, identity=identity))
             group_of.append(f"person_{k}")
     portraits = to_tensor(render_batch(params, size=size, domain="portrait"))
     photos = to_tensor(render_batch(params, size=size, domain="photo"))
@@ -109,12 +100,16 @@ def _id_spread(pred: np.ndarray, group_of: Sequence[str]) -> float:
     return float(np.mean(dev))
 
 
-def score(faces: torch.Tensor, truth: np.ndarray, group_of: Sequence[str],
-          oracle: orc.AttributeRegressor) -> dict[str, float]:
-    """Oracle reading of ``faces`` [N, 3, S, S] against the true vectors [N, 22] (module docstring)."""
+def score(faces: torch.Tensor, truth: np.ndarray, oracle: orc.AttributeRegressor,
+          group_of: Sequence[str] | None = None) -> dict[str, float]:
+    """Oracle reading of ``faces`` [N, 3, S, S] against the true vectors [N, 22] (module docstring);
+    ``id_spread`` too when ``group_of`` gives each face's person."""
     with torch.no_grad():
         pred = oracle.predict(faces.detach().float().cpu())
-    return {"n": len(pred), **orc.errors(pred, truth), "id_spread": _id_spread(pred, group_of)}
+    out = {"n": len(pred), **orc.errors(pred, truth)}
+    if group_of is not None:
+        out["id_spread"] = _id_spread(pred, group_of)
+    return out
 
 
 def ground_truth_rows(faces_by_method: Mapping[str, torch.Tensor], pset: PortraitSet,
@@ -124,12 +119,12 @@ def ground_truth_rows(faces_by_method: Mapping[str, torch.Tensor], pset: Portrai
     oracle on the true photo renders (its own error: the best a method can score), and, with
     ``avg_image`` [3, S, S], ``average face`` (every portrait answered by the average face)."""
     truth = pset.vectors
-    rows = [{"method": "photo (answer)", **score(pset.photos, truth, pset.group_of, oracle)}]
+    rows = [{"method": "photo (answer)", **score(pset.photos, truth, oracle, pset.group_of)}]
     if avg_image is not None:
         avg = avg_image.detach().cpu().unsqueeze(0).expand(len(truth), -1, -1, -1)
-        rows.append({"method": "average face", **score(avg, truth, pset.group_of, oracle)})
+        rows.append({"method": "average face", **score(avg, truth, oracle, pset.group_of)})
     for name, faces in faces_by_method.items():
-        rows.append({"method": name, **score(faces, truth, pset.group_of, oracle)})
+        rows.append({"method": name, **score(faces, truth, oracle, pset.group_of)})
     return rows
 
 
@@ -184,13 +179,11 @@ def encoder_rows(models, oracle: orc.AttributeRegressor, *, n: int = 200, n_iter
     with torch.no_grad():
         steps = restyle(models.encoder("restyle_psp"), models.generator, images.to(dev), n_iters=n_iters,
                         latent_avg=models.latent_avg, avg_image=models.avg_image)
-    group_of = [str(i) for i in range(n)]  # no groups: id_spread is not used here
-    rows = [{"faces": "photo renders (answer)", **score(images, truth, group_of, oracle)}]
+    rows = [{"faces": "photo renders (answer)", **score(images, truth, oracle)}]
     avg = models.avg_image.cpu().unsqueeze(0).expand(n, -1, -1, -1)
-    rows.append({"faces": "average face", **score(avg, truth, group_of, oracle)})
+    rows.append({"faces": "average face", **score(avg, truth, oracle)})
     for t, step in enumerate(steps, 1):
-        rows.append({"faces": f"ReStyle-pSp N={t}", **score(step.image.clamp(-1, 1), truth, group_of, oracle),
-                     "pixel_mse": float(torch.mean((step.image.clamp(-1, 1).cpu() - images) ** 2))})
-    for r in rows:
-        r.pop("id_spread")
+        faces = step.image.clamp(-1, 1).cpu()
+        rows.append({"faces": f"ReStyle-pSp N={t}", **score(faces, truth, oracle),
+                     "pixel_mse": float(torch.mean((faces - images) ** 2))})
     return rows
