@@ -37,8 +37,10 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
 
+# make bench BENCH=restyle_iteration ARGS="--reps 3": one script of benchmarks/ (default: ops)
+BENCH ?= ops_and_generator
 bench: $(STAMP)
-	$(PY) -m redestyle bench $(ARGS)
+	$(PY) benchmarks/$(BENCH).py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check redestyle tests benchmarks
