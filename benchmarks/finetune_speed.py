@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
 import torch
+from _timing import timed  # benchmarks/_timing.py (the script's folder is on sys.path)
 
 from redestyle.config import get_profile
 from redestyle.experiments import format_table
@@ -93,13 +93,7 @@ def random_pairs(models: TrainModels, n: int = 2, seed: int = 0) -> PairedSet:
 def timed_step(trainer: Trainer, step: int, device: torch.device) -> float:
     """Seconds of one ``finetune_step`` run as iteration ``step``."""
     trainer.step = step
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    trainer.finetune_step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return timed(trainer.finetune_step, device)[0]
 
 
 def bench(profile_name: str, device: torch.device, args) -> list[dict]:

@@ -18,10 +18,10 @@ slower than fp32; those rows are skipped (with a note) for G1024 unless --force-
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
+from _timing import timed  # benchmarks/_timing.py (the script's folder is on sys.path)
 
 from redestyle.nets.stylegan2 import Generator
 from redestyle.ops import fused_leaky_relu, upfirdn2d, use_backend
@@ -81,21 +81,6 @@ def naive_decode(G: Generator, w_plus: torch.Tensor) -> torch.Tensor:
     return skip
 
 
-def timed(fn, repeats: int, device: torch.device) -> tuple[float, torch.Tensor]:
-    """(min seconds over repeats after one warm-up, last output)."""
-    out = fn()
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best, out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -115,6 +100,11 @@ def main() -> int:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     native_bf16 = device.type == "cuda" or cpu_has_native_bf16()
+
+    def best_of(fn):
+        """(min seconds over --repeats calls after one warm-up, last output)."""
+        return timed(fn, device, repeats=args.repeats, warmup=True, reduce=min)
+
     backends = ["reference", "cuda"] if device.type == "cuda" else ["reference"]
     print(
         f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
@@ -137,10 +127,8 @@ def main() -> int:
             )
             for ops in backends:
                 with use_backend(ops):
-                    t_fast, ref = timed(lambda G=G, w=w_plus: G.decode(w), args.repeats, device)
-                    t_naive, naive = timed(
-                        lambda G=G, w=w_plus: naive_decode(G, w), args.repeats, device
-                    )
+                    t_fast, ref = best_of(lambda G=G, w=w_plus: G.decode(w))
+                    t_naive, naive = best_of(lambda G=G, w=w_plus: naive_decode(G, w))
                     diff = (ref - naive).abs().max().item()
                     print(
                         f"{name:7s} {batch:5d} {'fp32':>5s} {ops:>9s} {t_fast:8.3f} {t_naive:8.3f} "
@@ -155,12 +143,8 @@ def main() -> int:
                         )
                         continue
                     with torch.autocast(device.type, dtype=torch.bfloat16):
-                        t_bf, out_bf = timed(
-                            lambda G=G, w=w_plus: G.decode(w), args.repeats, device
-                        )
-                        t_nbf, _ = timed(
-                            lambda G=G, w=w_plus: naive_decode(G, w), args.repeats, device
-                        )
+                        t_bf, out_bf = best_of(lambda G=G, w=w_plus: G.decode(w))
+                        t_nbf, _ = best_of(lambda G=G, w=w_plus: naive_decode(G, w))
                     err = ((out_bf.float() - ref).abs().max() / ref.abs().max()).item()
                     print(
                         f"{name:7s} {batch:5d} {'bf16':>5s} {ops:>9s} {t_bf:8.3f} {t_nbf:8.3f} "

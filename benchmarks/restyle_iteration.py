@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 
 import torch
+from _timing import timed  # benchmarks/_timing.py (the script's folder is on sys.path)
 
 from redestyle import data, zoo
 from redestyle.config import get_profile
@@ -51,20 +51,6 @@ def iteration(enc, g, x, feedback, latent):
     latent = enc(torch.cat([x, feedback], dim=1)).float() + latent
     image = g.decode(latent, randomize_noise=False)
     return latent, pool(image.float(), x.shape[-1])
-
-
-def timed(fn, device, reps):
-    """Mean seconds of ``fn()`` over ``reps`` runs and its last result."""
-    out, total = None, 0.0
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        total += time.perf_counter() - start
-    return total / reps, out
 
 
 def main(argv=None) -> int:
@@ -97,7 +83,7 @@ def main(argv=None) -> int:
 
                 if batch == args.batches[0]:
                     run()  # warm-up (allocations, kernel selection)
-                sec, (latent, _) = timed(run, device, reps)
+                sec, (latent, _) = timed(run, device, repeats=reps)
                 latents[dtype] = latent
                 per_image = sec / batch
                 row = {"device": dev_name, "batch": batch, "dtype": dtype, "s_per_iter": sec,
