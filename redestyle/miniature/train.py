@@ -150,6 +150,19 @@ def _write_record(out_dir: Path, run: Run) -> None:
         f.write("\n")
 
 
+def _ship(ship: Path, stage: str, module: nn.Module, *, seed: int, steps: int, log: list[dict],
+          seconds: float, command: str, record: dict, payload: dict | None = None) -> None:
+    """Write a stage's shipped files: half-precision weights (+ ``payload``) and its JSON record
+    (``record`` as its extra; final losses: every logged loss, averaged over the last windows)."""
+    from ..checkpoints import save_checkpoint
+
+    save_checkpoint(ship / f"{stage}.pt", state_dict=_half(module.state_dict()),
+                    config={"profile": "mini", "stage": stage}, step=steps, extra=payload)
+    keys = sorted({k for row in log for k in row} - {"step", "seconds"})
+    final = {k: _mean_recent(log, k) for k in keys}
+    _write_record(ship, Run(stage, seed, steps, command, round(seconds, 1), final, record))
+
+
 def _mean_recent(log: list[dict], key: str, n: int = 10) -> float:
     values = [row[key] for row in log[-n:] if key in row]
     return round(float(np.mean(values)), 6) if values else float("nan")
@@ -486,7 +499,6 @@ def main(argv: list[str] | None = None) -> int:
     out_dir, ship = Path(args.out), Path(args.ship)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = out_dir / "renders"
-    from ..checkpoints import save_checkpoint
 
     if args.stage in ("generator", "g_prime"):
         domain = "photo" if args.stage == "generator" else "portrait"
@@ -507,13 +519,10 @@ def main(argv: list[str] | None = None) -> int:
             lr=lr, r1_gamma=gamma, init=init, save_every=args.save_every, resume=not args.fresh)
         with torch.no_grad():
             mean = g_ema.mean_latent(10000, generator=torch.Generator().manual_seed(args.seed))
-        save_checkpoint(ship / f"{args.stage}.pt", state_dict=_half(g_ema.state_dict()),
-                        config={"profile": "mini", "stage": args.stage}, step=steps,
-                        extra={"latent_avg": mean.half()})
-        final = {k: _mean_recent(log, k) for k in ("d", "g", "r1", "real", "fake")}
-        _write_record(ship, Run(args.stage, args.seed, steps, _command(argv), round(seconds, 1), final,
-                                {"n_images": args.n_images, "batch": args.batch, "domain": domain,
-                                 "lr": lr, "r1_gamma": gamma}))
+        _ship(ship, args.stage, g_ema, seed=args.seed, steps=steps, log=log, seconds=seconds,
+              command=_command(argv), payload={"latent_avg": mean.half()},
+              record={"n_images": args.n_images, "batch": args.batch, "domain": domain,
+                      "lr": lr, "r1_gamma": gamma})
     elif args.stage == "oracle":
         images, vectors = render_set(args.n_images, domain="photo", seed=args.seed, cache_dir=cache)
         steps = args.steps or 4000
@@ -524,12 +533,10 @@ def main(argv: list[str] | None = None) -> int:
 
         held_images, held_vectors = render_set(2000, domain="photo", seed=args.seed + 100, cache_dir=cache)
         held = errors(model.predict(to_tensor(held_images)), held_vectors)
-        save_checkpoint(ship / "oracle.pt", state_dict=_half(model.state_dict()),
-                        config={"profile": "mini", "stage": "oracle"}, step=steps)
-        final = {k: _mean_recent(log, k) for k in ("loss", "mse", "ce", "bce")}
-        _write_record(ship, Run("oracle", args.seed, steps, _command(argv), round(seconds, 1), final,
-                                {"n_images": args.n_images, "batch": args.batch,
-                                 "held_out_errors (2000 renders, seed + 100)": held}))
+        _ship(ship, "oracle", model, seed=args.seed, steps=steps, log=log, seconds=seconds,
+              command=_command(argv),
+              record={"n_images": args.n_images, "batch": args.batch,
+                      "held_out_errors (2000 renders, seed + 100)": held})
     else:  # encoders
         images, _ = render_set(args.n_images, domain="photo", seed=args.seed, cache_dir=cache)
         g, latent_avg = load_generator_file(ship / "generator.pt")
@@ -538,15 +545,11 @@ def main(argv: list[str] | None = None) -> int:
                                               steps=steps, batch=args.batch, seed=args.seed,
                                               lr=args.lr or 1e-3, save_every=args.save_every,
                                               resume=not args.fresh)
-        save_checkpoint(ship / f"{args.stage}.pt", state_dict=_half(encoder.state_dict()),
-                        config={"profile": "mini", "stage": args.stage}, step=steps,
-                        extra={"latent_avg": latent_avg.half()})
-        keys = sorted({k for row in log for k in row if k not in ("step", "seconds")})
-        final = {k: _mean_recent(log, k) for k in keys}
-        _write_record(ship, Run(args.stage, args.seed, steps, _command(argv), round(seconds, 1), final,
-                                {"n_images": args.n_images, "batch": args.batch,
-                                 "iterations_per_batch": ENCODERS[args.stage][1],
-                                 "space": ENCODERS[args.stage][2]}))
+        _ship(ship, args.stage, encoder, seed=args.seed, steps=steps, log=log, seconds=seconds,
+              command=_command(argv), payload={"latent_avg": latent_avg.half()},
+              record={"n_images": args.n_images, "batch": args.batch,
+                      "iterations_per_batch": ENCODERS[args.stage][1],
+                      "space": ENCODERS[args.stage][2]})
     return 0
 
 
