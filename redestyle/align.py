@@ -10,7 +10,15 @@ Differences from the official scripts, all about robustness, none about geometry
 - several faces: the largest detection is used (the official loop keeps the *last* one);
 - no face: :class:`NoFaceError` naming the file (the official scripts crash on an undefined name);
 - EXIF orientation is applied before detection (phone photos would otherwise lie on their side);
-- the folder runner reports every bad file, writes atomically and resumes.
+- the folder runner reports every bad file, writes atomically and resumes, and locks its output
+  folder for the run;
+- ``upsample`` (``--upsample``) is exposed: faces that dlib finds only on an upsampled image
+  (small or soft ones) can be recovered, and the no-face line names the option.
+
+Inputs that are already FFHQ-aligned (DualStyleGAN's style sets, ``destylize`` inputs) should not
+be aligned again: the landmarks of the re-detected face differ from the ones the image was made
+with, so a second alignment moves the face by 5-11 px at 1024 (a slight shift and zoom). Give
+such images to ``redestyle destylize`` directly.
 
 dlib models are loaded on first use (never at import) from the ``face-recognition-models``
 package, whose files are the ones the official scripts download from dlib.net.
@@ -24,7 +32,6 @@ import importlib.util
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +39,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .folderlock import lock_folder
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +56,6 @@ __all__ = [
     "dlib_model_path",
     "face_quad",
     "load_image",
-    "main",
 ]
 
 # Files the folder runner tries to align; anything else in the folder is listed as "ignored".
@@ -62,9 +70,11 @@ MOUTH_LEFT, MOUTH_RIGHT = 48, 54
 class NoFaceError(ValueError):
     """dlib found no face in an image; ``source`` names the file (or 'image')."""
 
-    def __init__(self, source: str = "image", detail: str = "") -> None:
+    def __init__(self, source: str = "image", detail: str = "", *, upsample: int = 1) -> None:
         self.source = source
-        msg = f"{source}: no face found (dlib HOG detector, upsample 1)"
+        # dlib finds small or blurred faces only on an upsampled image: name the option that helps
+        msg = (f"{source}: no face found (dlib HOG detector, upsample {upsample}; "
+               f"try --upsample {upsample + 1})")
         super().__init__(f"{msg}; {detail}" if detail else msg)
 
 
@@ -179,7 +189,7 @@ def detect_face(
     rgb = as_rgb_uint8(image)
     boxes, scores, _ = _detector().run(rgb, upsample, 0.0)
     if len(boxes) == 0:
-        raise NoFaceError(source)
+        raise NoFaceError(source, upsample=upsample)
     best = _pick_face([b.width() * b.height() for b in boxes], scores)
     box = boxes[best]
     info = {
@@ -384,8 +394,12 @@ def align_folder(
     *,
     size: int = 1024,
     transform_size: int | None = None,
+    upsample: int = 1,
 ) -> dict[str, Any]:
     """Align every image under ``in_dir`` into ``out_dir`` as ``<relative path stem>.png``.
+
+    upsample: dlib detector upsampling (1 as the official scripts; 2 finds smaller faces, slower).
+    ``out_dir`` is locked for the run (``folderlock``): a second run on it is refused.
 
     Sub-folders are mirrored. Bad files (unreadable, not an image, no face) are logged and
     reported, never fatal. Outputs are written atomically (temporary file + ``os.replace``), so
@@ -400,7 +414,15 @@ def align_folder(
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise NotADirectoryError(f"{in_dir}: input folder does not exist")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if upsample < 0:
+        raise ValueError(f"--upsample must be >= 0, got {upsample}")
+    with lock_folder(out_dir):
+        return _align_folder(in_dir, out_dir, size=size, transform_size=transform_size, upsample=upsample)
+
+
+def _align_folder(in_dir: Path, out_dir: Path, *, size: int, transform_size: int | None,
+                  upsample: int) -> dict[str, Any]:
+    """align_folder's body, run while holding ``out_dir``'s lock."""
 
     files: dict[str, dict[str, Any]] = {}
     claimed: dict[Path, str] = {}  # output -> input that owns it (a.jpg and a.png collide)
@@ -426,7 +448,7 @@ def align_folder(
         start = time.perf_counter()
         try:
             img = load_image(path)
-            landmarks, info = detect_landmarks(np.asarray(img), source=rel)
+            landmarks, info = detect_landmarks(np.asarray(img), source=rel, upsample=upsample)
             aligned = align_face(img, size=size, transform_size=transform_size, landmarks=landmarks)
             out_path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write_bytes(out_path, lambda f, im=aligned: im.save(f, format="PNG"))
@@ -453,24 +475,7 @@ def align_folder(
 
 
 # --------------------------------------------------------------------------------------------
-# command line: `redestyle align IN_DIR OUT_DIR [--size 1024]`
-
-
-def add_align_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``align`` verb's arguments to ``parser`` (for cli.py's sub-command)."""
-    parser.add_argument("in_dir", help="folder of photos or portraits (searched recursively)")
-    parser.add_argument("out_dir", help="where the aligned PNGs and report.json go")
-    parser.add_argument(
-        "--size", type=int, default=1024, help="output side in pixels (default 1024)"
-    )
-    parser.add_argument(
-        "--transform-size",
-        type=int,
-        default=None,
-        help="QUAD transform side before the final resize (default 4*size as FFHQ; "
-        "the pSp/DualStyleGAN encoder scripts use size)",
-    )
-    return parser
+# command line: `redestyle align IN_DIR OUT_DIR [--size 1024]` (options: cli.add_align_arguments)
 
 
 def cli_align(args: argparse.Namespace) -> int:
@@ -480,24 +485,14 @@ def cli_align(args: argparse.Namespace) -> int:
     line goes to stdout.
     """
     report = align_folder(
-        args.in_dir, args.out_dir, size=args.size, transform_size=args.transform_size
+        args.in_dir,
+        args.out_dir,
+        size=args.size,
+        transform_size=args.transform_size,
+        upsample=args.upsample,
     )
     print(
         f"aligned {report['n_ok']}, already done {report['n_skipped']}, failed {report['n_failed']}, "
         f"ignored {report['n_ignored']} -> {Path(args.out_dir) / 'report.json'}"
     )
     return 1 if report["n_failed"] else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m redestyle.align IN_DIR OUT_DIR [--size 1024]``; returns the exit status."""
-    parser = add_align_arguments(
-        argparse.ArgumentParser(
-            prog="redestyle align", description="FFHQ-align the faces in a folder (dlib)"
-        )
-    )
-    return cli_align(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from .checkpoints import atomic_write, load_codes
-from .config import PROFILES
-from .data import MIN_SIDE, ImageReadError, list_images, load_image
+from .data import ImageReadError, list_images, load_image
+from .folderlock import FolderInUseError, lock_folder
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,15 @@ def _check_meta(meta_path: Path, meta: dict) -> None:
                          "use another --out folder or the same options")
 
 
-def destylize_folder(
+def destylize_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) -> dict:
+    """Destylize every image of ``in_dir`` into ``out_dir`` (module docstring; arguments as
+    :func:`_destylize_folder`) while holding ``out_dir``'s lock: a second run on the folder is
+    refused with ``folderlock.FolderInUseError`` naming the folder and the holder's PID."""
+    with lock_folder(out_dir):
+        return _destylize_folder(in_dir, out_dir, **kwargs)
+
+
+def _destylize_folder(
     in_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
@@ -180,45 +188,6 @@ def _save_preview(path: Path, images: list[torch.Tensor], size: int) -> None:
 # `redestyle destylize`
 
 
-def add_destylize_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``destylize`` verb's arguments to ``parser`` (for cli.py's sub-command)."""
-    parser.add_argument("in_dir", help="folder of FFHQ-aligned square portraits (searched recursively). "
-                        "Any image convertible to RGB (grey, palette, CMYK, 16-bit, RGBA over white) "
-                        "is resized to the network size; files that are not images, not square or "
-                        f"under {MIN_SIDE} px are reported (one line each, run `redestyle align` on raw "
-                        "photos) and skipped, and the exit status is then 1")
-    parser.add_argument("--out", dest="out_dir", required=True,
-                        help="where exstyle_code.npy, instyle_code.npy, codes_meta.json, previews/ "
-                        "and report.json go (re-running resumes)")
-    parser.add_argument("--method", choices=["redestyle", "baseline"], default="redestyle",
-                        help="Re-Destyle (encoder only, W+ codes) or DualStyleGAN's optimization "
-                        "baseline (z+ codes; needs g'); default redestyle")
-    parser.add_argument("--schedule", default="5-3-1", help="Re-Destyle rounds of ReStyle iterations "
-                        "(default 5-3-1; e.g. 6-4-2)")
-    parser.add_argument("--profile", choices=list(PROFILES), default="tiny",
-                        help="network configuration (ffhq1024 needs --weights; default tiny)")
-    parser.add_argument("--weights", default=None, help="official weights folder (default $REDESTYLE_WEIGHTS)")
-    parser.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
-    parser.add_argument("--steps", type=int, default=300, help="baseline Adam steps (default 300)")
-    parser.add_argument("--preserve-color", action="store_true",
-                        help="Re-Destyle: copy z_e entries 8.. into z_i (the baseline always does)")
-    parser.add_argument("--truncation", type=float, default=None,
-                        help="Re-Destyle: truncate z_i toward latent_avg with this psi (default off); "
-                        "baseline: render psi (default 0.7, toward w = 0 as DualStyleGAN)")
-    parser.add_argument("--handoff", choices=["pool", "early"], default="pool",
-                        help="Re-Destyle: 'pool' pools the full output between iterations (exact, "
-                        "default); 'early' stops the generator at the encoder size (approximate)")
-    parser.add_argument("--style", default=None,
-                        help="baseline: style folder of g' (<weights>/<style>/finetune-000600.pt)")
-    parser.add_argument("--seed", type=int, default=0, help="tiny weights / baseline noise seed (default 0)")
-    parser.add_argument("--no-previews", action="store_true", help="do not write previews/*.png")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar on stderr (it is also off when stderr is not a terminal; "
-                        "then one '[done/total] name' line per batch goes to stdout)")
-    return parser
-
-
 def cli_destylize(args: argparse.Namespace) -> int:
     """Run the ``destylize`` verb; exit status 0 when every image succeeded, 1 otherwise.
 
@@ -252,6 +221,9 @@ def cli_destylize(args: argparse.Namespace) -> int:
     except (ValueError, OSError, RuntimeError) as err:  # bad option, missing or broken weights
         print(f"redestyle destylize: {err}", file=sys.stderr)
         return 1
+    if not models.pretrained:
+        print(f"redestyle destylize: warning: {profile.label}: the codes show mechanics only, not "
+              "destylization (use --profile mini or ffhq1024)", file=sys.stderr)
     fn = ds.make_destylizer(models, options, seed=args.seed)
     meta = {**options.meta(), "profile": profile.name, "n_latent": profile.generator.n_latent,
             "style_dim": profile.generator.style_dim, "pretrained": models.pretrained,
@@ -281,7 +253,7 @@ def cli_destylize(args: argparse.Namespace) -> int:
                                   meta=meta, batch=args.batch, device=device,
                                   save_preview=not args.no_previews,
                                   progress=progress)
-    except (ValueError, OSError) as err:  # missing input folder, mismatched codes_meta.json
+    except (ValueError, OSError, FolderInUseError) as err:  # missing input, mismatched meta, folder in use
         print(f"redestyle destylize: {err}", file=sys.stderr)
         return 1
     finally:
@@ -290,6 +262,7 @@ def cli_destylize(args: argparse.Namespace) -> int:
     for name, error in report["failed"].items():
         print(f"FAILED {name}: {error}")
     s = report["summary"]
-    print(f"destylized {s['ok']} of {s['images']} images, {s['failed']} failed "
-          f"({meta['space']} codes) -> {Path(args.out_dir)}")
+    print(f"destylized {s['ok']} of {s['images']} images, {s['failed']} failed ({meta['space']} codes, "
+          f"profile {profile.name}, {'trained' if models.pretrained else 'random'} weights) -> "
+          f"{Path(args.out_dir)}")
     return 1 if s["failed"] else 0

@@ -20,8 +20,8 @@ from redestyle.align import (
     detect_landmarks,
     face_quad,
     load_image,
-    main,
 )
+from redestyle.cli import main as redestyle_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,7 +179,7 @@ def test_align_folder_reports_and_resumes(tmp_path, astronaut):
     (src / "notes.txt").write_text("ignored")
 
     argv = [str(src), str(out), "--size", "128", "--transform-size", "128"]
-    assert main(argv) == 1  # something failed
+    assert redestyle_main(["align", *argv]) == 1  # something failed
     report = json.loads((out / "report.json").read_text())
     files = report["files"]
     assert (report["n_ok"], report["n_failed"], report["n_skipped"], report["n_ignored"]) == (
@@ -218,7 +218,7 @@ def test_align_folder_reports_and_resumes(tmp_path, astronaut):
     # A folder without bad files exits 0.
     (src / "broken.png").unlink()
     (src / "blank.png").unlink()
-    assert main(argv) == 0
+    assert redestyle_main(["align", *argv]) == 0
 
 
 def test_align_folder_missing_input(tmp_path):

@@ -11,6 +11,7 @@ from PIL import Image
 from redestyle import destylize as ds
 from redestyle import jobs, zoo
 from redestyle.checkpoints import load_codes
+from redestyle.cli import add_destylize_arguments
 from redestyle.data import load_image
 
 NAMES = ["a.png", "b.png", "c.png"]
@@ -175,7 +176,7 @@ def test_output_inside_input_is_not_read_back(folder, fn):
 
 
 def cli(argv):
-    return jobs.cli_destylize(jobs.add_destylize_arguments(argparse.ArgumentParser()).parse_args(argv))
+    return jobs.cli_destylize(add_destylize_arguments(argparse.ArgumentParser()).parse_args(argv))
 
 
 def test_cli_redestyle(folder, tmp_path, capsys):
@@ -185,9 +186,10 @@ def test_cli_redestyle(folder, tmp_path, capsys):
     assert "[2/4] b.png" in text and "[3/4] c.png" in text
     assert [line for line in text.splitlines() if "broken.png" in line] == [
         next(line for line in text.splitlines() if line.startswith("FAILED broken.png: "))]
-    assert "destylized 3 of 4 images, 1 failed (W+ codes)" in text
+    # the default profile (mini, trained) is named in the summary
+    assert "destylized 3 of 4 images, 1 failed (W+ codes, profile mini, trained weights)" in text
     meta = json.loads((out / jobs.META).read_text())
-    assert (meta["space"], meta["method"], meta["schedule"], meta["profile"]) == ("W+", "redestyle", "2-1", "tiny")
+    assert (meta["space"], meta["method"], meta["schedule"], meta["profile"]) == ("W+", "redestyle", "2-1", "mini")
     (folder / "broken.png").unlink()
     assert cli([str(folder), "--out", str(out), "--schedule", "2-1"]) == 0  # resumed, nothing failed
     assert cli([str(folder), "--out", str(out), "--schedule", "3-1"]) == 1  # refused: other schedule
@@ -247,7 +249,9 @@ def test_cli_missing_input_folder(tmp_path, capsys):
 def test_cli_baseline_tiny(folder, tmp_path, capsys):
     out = tmp_path / "out"
     (folder / "broken.png").unlink()
-    assert cli([str(folder), "--out", str(out), "--method", "baseline", "--steps", "2", "--batch", "3"]) == 0
+    assert cli([str(folder), "--out", str(out), "--method", "baseline", "--steps", "2", "--batch", "3",
+                "--profile", "tiny"]) == 0
+    assert "tiny profile (random weights)" in capsys.readouterr().err  # random weights: a warning
     meta = json.loads((out / jobs.META).read_text())
     assert (meta["space"], meta["steps"], meta["truncation"], meta["batch"]) == ("z+", 2, 0.7, 3)
     codes = np.load(out / jobs.INSTYLE, allow_pickle=True).item()

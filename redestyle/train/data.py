@@ -79,6 +79,18 @@ def read_space(codes_dir: str | os.PathLike) -> str:
     return space
 
 
+def check_codes_profile(codes_dir: str | os.PathLike, profile: str) -> None:
+    """Refuse codes made under another profile (their shapes differ: a run would fail later, deep
+    inside a network); folders without ``codes_meta.json`` (DualStyleGAN's own) are not checked."""
+    meta = Path(codes_dir) / "codes_meta.json"
+    if not meta.exists():
+        return
+    made = json.loads(meta.read_text()).get("profile")
+    if made is not None and made != profile:
+        raise ValueError(f"{meta}: these codes were made with profile {made!r}, this run uses {profile!r}; "
+                         f"pass --profile {made}")
+
+
 def load_paired_set(
     codes_dir: str | os.PathLike,
     image_dir: str | os.PathLike,
@@ -104,6 +116,10 @@ def load_paired_set(
     names = [n for n in instyle if n in exstyle]
     if not names:
         raise ValueError(f"{codes_dir}: no file has both an instyle and an exstyle code")
+    missing = [n for n in names if not (Path(image_dir) / n).is_file()]
+    if missing:  # the codes were made from another folder: say so once, not per file
+        raise ValueError(f"{image_dir}: no image for {len(missing)} of the {len(names)} codes in {codes_dir} "
+                         f"(first: {', '.join(missing[:3])}); --images must be the folder that was destylized")
     images = torch.cat([to_uint8(load_image(Path(image_dir) / n, size=size)) for n in names])
     ex = torch.from_numpy(np.concatenate([exstyle[n] for n in names])).float()
     ins = torch.from_numpy(np.concatenate([instyle[n] for n in names])).float()

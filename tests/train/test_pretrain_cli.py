@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 
 from redestyle import zoo
+from redestyle.cli import add_transfer_arguments
 from redestyle.train import PretrainConfig, RealBatches, Trainer, build_train_models
 from redestyle.train.cli import add_train_arguments, cli_train
 from redestyle.train.data import to_uint8
-from redestyle.transfer import add_transfer_arguments, cli_transfer
+from redestyle.transfer import cli_transfer
 
 
 def test_pretrain_step_trains_the_extrinsic_path():
