@@ -128,7 +128,7 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--ckpt", required=True,
                         help="DualStyleGAN generator file (g_ema): ffhq1024: the official "
                         "<weights>/<style>/generator.pt; mini/tiny: one `redestyle train finetune "
-                        "--profile mini` wrote (<out>/generator-XXXXXX.pt or <out>/last.pt)")
+                        "--profile mini` wrote (<out>/last.pt or <out>/generator-XXXXXX.pt)")
     parser.add_argument("--weights", default=None, help=WEIGHTS_HELP + "; holds the content encoder")
     parser.add_argument("--profile", default=None, choices=list(PROFILES),
                         help=PROFILE_HELP.replace(f"default {DEFAULT_PROFILE}",
