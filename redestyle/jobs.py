@@ -6,7 +6,7 @@
   [1, n_latent, D] (DualStyleGAN's layout; read with ``np.load(p, allow_pickle=True).item()``,
   or safely with ``checkpoints.load_codes``), keys in the folder's sorted order,
 * ``codes_meta.json``: the latent space (W+ or z+), method, schedule, profile, options,
-* ``previews/<name>.png``: input | reconstruction | destylized,
+* ``previews/<name>.png``: input | reconstruction | destylized, under a strip naming the columns,
 * ``report.json``: per-image status, error and seconds, and a summary.
 
 Inputs are processed in sorted order; every batch's results (one image at the default batch 1)
@@ -173,6 +173,9 @@ def _destylize_folder(
     return report
 
 
+PREVIEW_LABELS = ("input", "reconstruction", "destylized")
+
+
 def _save_preview(path: Path, images: list[torch.Tensor], size: int) -> None:
     from PIL import Image
 
@@ -180,8 +183,32 @@ def _save_preview(path: Path, images: list[torch.Tensor], size: int) -> None:
     from .viz import to_uint8
 
     row = np.concatenate([to_uint8(pool(im.unsqueeze(0), size)[0]) for im in images], axis=1)
+    row = np.concatenate([_label_strip(PREVIEW_LABELS, size), row], axis=0)
     with atomic_write(path) as f:
         Image.fromarray(row).save(f, format="PNG")
+
+
+def _label_strip(labels: tuple[str, ...], width: int) -> np.ndarray:
+    """A white strip [H, len(labels) * width, 3] uint8 with each label centred over its column.
+
+    The font shrinks until the longest label fits its column (64 px columns on mini/tiny: about
+    6 px type; 256 px at 1024); H = max(12, width // 8).
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    height = max(12, width // 8)
+    strip = Image.new("RGB", (width * len(labels), height), "white")
+    draw = ImageDraw.Draw(strip)
+    for font_size in range(height - 2, 5, -1):
+        font = ImageFont.load_default(size=font_size)
+        if all(draw.textlength(label, font=font) <= width - 2 for label in labels):
+            break
+    _, top, _, bottom = draw.textbbox((0, 0), "".join(labels), font=font)  # one baseline for all
+    for k, label in enumerate(labels):
+        left, _, right, _ = draw.textbbox((0, 0), label, font=font)
+        draw.text((k * width + (width - right - left) / 2, (height - bottom - top) / 2), label, fill="black",
+                  font=font)
+    return np.asarray(strip)
 
 
 # ------------------------------------------------------------------------------------------------

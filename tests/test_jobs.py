@@ -13,6 +13,7 @@ from redestyle import jobs, zoo
 from redestyle.checkpoints import load_codes
 from redestyle.cli import add_destylize_arguments
 from redestyle.data import load_image
+from redestyle.viz import to_uint8
 
 NAMES = ["a.png", "b.png", "c.png"]
 
@@ -75,7 +76,13 @@ def test_codes_in_dualstylegan_format(folder, tmp_path, fn):
     assert report["summary"] == {"images": 4, "ok": 3, "failed": 1}
     assert report["failed"]["broken.png"] == f"{folder / 'broken.png'}: not an image (the format cannot be identified)"
     assert sorted(p.name for p in (out / "previews").iterdir()) == NAMES
-    assert Image.open(out / "previews" / "a.png").size == (3 * 64, 64)
+    preview = np.asarray(Image.open(out / "previews" / "a.png").convert("RGB"))
+    assert preview.shape == (12 + 64, 3 * 64, 3)  # a 12 px label strip over input | recon | destylized
+    strip = preview[:12].min(axis=2)
+    for k in range(3):  # each column has its label: dark text on white, inside its own column
+        column = strip[:, k * 64:(k + 1) * 64]
+        assert column.min() < 128 and (column[:, :1] == 255).all() and (column[:, -1:] == 255).all(), k
+    np.testing.assert_array_equal(preview[12:, :64], to_uint8(load_image(folder / "a.png", size=64)))
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
 
 
