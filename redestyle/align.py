@@ -9,7 +9,9 @@ transform. Every step and constant is listed in ``shared/reference/alignment.md`
 Differences from the official scripts, all about robustness, none about geometry:
 - several faces: the largest detection is used (the official loop keeps the *last* one);
 - no face: :class:`NoFaceError` naming the file (the official scripts crash on an undefined name);
-- EXIF orientation is applied before detection (phone photos would otherwise lie on their side);
+- inputs are read by the package's one input policy (``redestyle.imaging``): EXIF orientation
+  applied before detection (phone photos would otherwise lie on their side), alpha composited
+  over white, ``.ppm`` and 16-bit files accepted;
 - the folder runner reports every bad file, writes atomically and resumes, and locks its output
   folder for the run;
 - ``upsample`` (``--upsample``) is exposed: faces that dlib finds only on an upsampled image
@@ -29,7 +31,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import json
 import logging
 import os
 import time
@@ -38,9 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from .fileio import REPORT, atomic_write, folder_report, save_json
 from .folderlock import lock_folder
+from .imaging import IMAGE_SUFFIXES, as_rgb_uint8, is_image_name, open_rgb
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +60,6 @@ __all__ = [
     "face_quad",
     "load_image",
 ]
-
-# Files the folder runner tries to align; anything else in the folder is listed as "ignored".
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # iBUG-68 index groups (alignment.md section 1).
 LEFT_EYE = slice(36, 42)
@@ -117,40 +117,14 @@ def _predictor68():
 # images
 
 
-def as_rgb_uint8(image: np.ndarray | Image.Image) -> np.ndarray:
-    """Return ``image`` as a contiguous RGB uint8 array [H, W, 3].
-
-    Accepts a PIL image of any mode, or an array [H, W] (grey), [H, W, 3] or [H, W, 4]
-    (alpha dropped) of uint8 values, or of floats in [0, 1].
-    """
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise TypeError(f"image dtype {arr.dtype}: expected uint8, or floats in [0, 1]")
-        arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"image shape {arr.shape}: expected [H, W], [H, W, 3] or [H, W, 4]")
-    return np.ascontiguousarray(arr[:, :, :3])
-
-
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB, with its EXIF orientation applied.
+    """Open an image file as RGB by the package's input policy (:func:`redestyle.imaging.open_rgb`:
+    EXIF orientation applied, alpha composited over white, grey / 16-bit / CMYK converted).
 
-    Raises ``ValueError`` naming the file when it is not a readable image.
+    Any size is accepted (alignment makes the square). Raises :class:`~redestyle.imaging.ImageReadError`
+    (a ``ValueError``) naming the file when it cannot be used.
     """
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
-    except UnidentifiedImageError as err:
-        raise ValueError(f"{path}: not an image (PIL does not recognise the format)") from err
-    except (OSError, Image.DecompressionBombError, SyntaxError) as err:
-        # Truncated or corrupt files.
-        raise ValueError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
+    return open_rgb(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,14 +340,6 @@ def align_face(
 # folder runner
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    """Write through ``write(file_object)`` to a temporary file, then rename onto ``path``."""
-    from .checkpoints import atomic_write
-
-    with atomic_write(path) as f:
-        write(f)
-
-
 def _list_inputs(in_dir: Path, out_dir: Path) -> list[Path]:
     """Every file under ``in_dir`` (recursive, sorted), skipping hidden files and ``out_dir``."""
     out_resolved = out_dir.resolve()
@@ -407,9 +373,10 @@ def align_folder(
     (resume). Files without an image suffix (:data:`IMAGE_SUFFIXES`) are listed as ignored.
 
     Returns:
-        The report, also written to ``out_dir/report.json``:
-        ``{"size", "n_ok", "n_skipped", "n_failed", "n_ignored", "files": {relative input path:
-        {"status": "ok"|"skipped"|"failed"|"ignored", "output", "error", "n_faces", "seconds"}}}``.
+        The report, also written to ``out_dir/report.json`` in the one folder-job layout
+        (:func:`redestyle.fileio.folder_report`): ``{"size", "images": {relative input path:
+        {"status": "ok"|"skipped"|"failed"|"ignored", "output", "error", "n_faces", "seconds"}},
+        "summary": {"images", "ok", "failed", "skipped", "ignored"}, "failed": {path: error}}``.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
@@ -430,7 +397,7 @@ def _align_folder(in_dir: Path, out_dir: Path, *, size: int, transform_size: int
         rel = path.relative_to(in_dir).as_posix()
         entry: dict[str, Any] = {"status": "ignored", "output": None, "error": None}
         files[rel] = entry
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
+        if not is_image_name(path):
             continue
         out_path = out_dir / Path(rel).with_suffix(".png")
         entry["output"] = out_path.relative_to(out_dir).as_posix()
@@ -451,7 +418,8 @@ def _align_folder(in_dir: Path, out_dir: Path, *, size: int, transform_size: int
             landmarks, info = detect_landmarks(np.asarray(img), source=rel, upsample=upsample)
             aligned = align_face(img, size=size, transform_size=transform_size, landmarks=landmarks)
             out_path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(out_path, lambda f, im=aligned: im.save(f, format="PNG"))
+            with atomic_write(out_path) as f:
+                aligned.save(f, format="PNG")
         # NoFaceError and load_image's errors are ValueErrors; dlib raises RuntimeError.
         except (ValueError, OSError, RuntimeError) as err:
             entry.update(status="failed", error=str(err))
@@ -460,17 +428,8 @@ def _align_folder(in_dir: Path, out_dir: Path, *, size: int, transform_size: int
             entry.update(status="ok", n_faces=info["n_faces"])
         entry["seconds"] = round(time.perf_counter() - start, 3)
 
-    statuses = [e["status"] for e in files.values()]
-    report = {
-        "size": size,
-        "n_ok": statuses.count("ok"),
-        "n_skipped": statuses.count("skipped"),
-        "n_failed": statuses.count("failed"),
-        "n_ignored": statuses.count("ignored"),
-        "files": files,
-    }
-    payload = json.dumps(report, indent=2).encode()
-    _atomic_write_bytes(out_dir / "report.json", lambda f: f.write(payload))
+    report = folder_report(files, size=size)
+    save_json(out_dir / REPORT, report)
     return report
 
 
@@ -491,8 +450,9 @@ def cli_align(args: argparse.Namespace) -> int:
         transform_size=args.transform_size,
         upsample=args.upsample,
     )
+    n = report["summary"]
     print(
-        f"aligned {report['n_ok']}, already done {report['n_skipped']}, failed {report['n_failed']}, "
-        f"ignored {report['n_ignored']} -> {Path(args.out_dir) / 'report.json'}"
+        f"aligned {n['ok']}, already done {n.get('skipped', 0)}, failed {n['failed']}, "
+        f"ignored {n.get('ignored', 0)} -> {Path(args.out_dir) / REPORT}"
     )
-    return 1 if report["n_failed"] else 0
+    return 1 if n["failed"] else 0

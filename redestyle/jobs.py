@@ -10,15 +10,15 @@
 * ``report.json``: per-image status, error and seconds, and a summary.
 
 Inputs are processed in sorted order; every batch's results (one image at the default batch 1)
-are committed at once through a temporary file and ``os.replace`` (``checkpoints.atomic_write``),
+are committed at once through a temporary file and ``os.replace`` (``fileio.atomic_write``),
 so a kill loses at most the batch in flight, and a re-run skips what is done and gives the same
 codes as an uninterrupted run.
 
-Input policy (``data.load_image``): inputs are FFHQ-aligned square faces. Any readable image
+Input policy (``imaging.load_image``): inputs are FFHQ-aligned square faces. Any readable image
 that converts to RGB (greyscale, palette, CMYK, 16-bit, RGBA composited over white; EXIF
 orientation applied) is accepted and resized to the encoder size. A file that is not an image,
-empty, truncated or unreadable, not square, smaller than ``data.MIN_SIDE`` px or larger than
-``data.MAX_PIXELS`` is not guessed at: it is recorded in report.json with one line naming the
+empty, truncated or unreadable, not square, smaller than ``imaging.MIN_SIDE`` px or larger than
+``imaging.MAX_PIXELS`` is not guessed at: it is recorded in report.json with one line naming the
 file and the problem (non-square and too-small files are told to run ``redestyle align``), the
 run goes on, and ``redestyle destylize`` exits with status 1. ``cli_destylize`` is that verb.
 """
@@ -29,20 +29,26 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
-from .checkpoints import atomic_write, load_codes
-from .data import ImageReadError, list_images, load_image
+from . import destylize as ds
+from . import zoo
+from .checkpoints import load_codes
+from .config import get_profile
+from .fileio import REPORT, atomic_write, folder_report, save_json
 from .folderlock import FolderInUseError, lock_folder
+from .imaging import ImageReadError, list_images, load_image, pool, to_uint8
 
 log = logging.getLogger(__name__)
 
-EXSTYLE, INSTYLE, META, REPORT = "exstyle_code.npy", "instyle_code.npy", "codes_meta.json", "report.json"
+EXSTYLE, INSTYLE, META = "exstyle_code.npy", "instyle_code.npy", "codes_meta.json"
 PREVIEWS = "previews"
 
 
@@ -50,12 +56,6 @@ def save_codes(path: str | os.PathLike, codes: dict[str, np.ndarray]) -> None:
     """np.save a dict name -> float32 array atomically (DualStyleGAN's ``*_code.npy`` format)."""
     with atomic_write(path) as f:
         np.save(f, codes, allow_pickle=True)
-
-
-def save_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented, key-sorted JSON atomically."""
-    with atomic_write(path) as f:
-        f.write(json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
 def _read_codes(path: Path) -> dict[str, np.ndarray]:
@@ -165,10 +165,7 @@ def _destylize_folder(
         done += len(chunk)
         if progress is not None:
             progress(done, len(paths), chunk[-1])
-    statuses = [report["images"][n]["status"] for n in names if n in report["images"]]
-    report["summary"] = {"images": len(paths), "ok": statuses.count("ok"), "failed": statuses.count("failed")}
-    report["failed"] = {n: report["images"][n]["error"] for n in names
-                        if report["images"].get(n, {}).get("status") == "failed"}
+    report = folder_report(report["images"], names=names)
     save_json(report_path, report)
     return report
 
@@ -177,11 +174,6 @@ PREVIEW_LABELS = ("input", "reconstruction", "destylized")
 
 
 def _save_preview(path: Path, images: list[torch.Tensor], size: int) -> None:
-    from PIL import Image
-
-    from .inversion import pool
-    from .viz import to_uint8
-
     row = np.concatenate([to_uint8(pool(im.unsqueeze(0), size)[0]) for im in images], axis=1)
     row = np.concatenate([_label_strip(PREVIEW_LABELS, size), row], axis=0)
     with atomic_write(path) as f:
@@ -194,8 +186,6 @@ def _label_strip(labels: tuple[str, ...], width: int) -> np.ndarray:
     The font shrinks until the longest label fits its column (64 px columns on mini/tiny: about
     6 px type; 256 px at 1024); H = max(12, width // 8).
     """
-    from PIL import Image, ImageDraw, ImageFont
-
     height = max(12, width // 8)
     strip = Image.new("RGB", (width * len(labels), height), "white")
     draw = ImageDraw.Draw(strip)
@@ -221,12 +211,6 @@ def cli_destylize(args: argparse.Namespace) -> int:
     Progress lines and one line per failed image (name and problem) go to stdout; bad options,
     missing weights or a mismatched output folder are one line on stderr (exit 1).
     """
-    import sys
-
-    from . import destylize as ds
-    from . import zoo
-    from .config import get_profile
-
     try:
         profile = get_profile(args.profile)
         style = args.style

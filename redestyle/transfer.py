@@ -13,14 +13,25 @@ code: the intrinsic-only face.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
+from . import checkpoints as ck
+from . import zoo
+from .config import DEFAULT_PROFILE, get_profile
+from .imaging import load_image, pool, to_uint8
+from .inversion import restyle
 from .nets.dualstylegan import DualStyleGAN, style_transfer
+from .train.data import check_codes_profile, read_space
+from .train.models import load_dualstylegan
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +98,6 @@ def encode_content(models, image: Tensor, *, space: str) -> Tensor:
     W+: ReStyle-pSp, 5 iterations (the first round of Re-Destyle); z+: DualStyleGAN's ``encoder.pt``
     (codes without latent_avg, the parity fixture's reading).
     """
-    from .inversion import pool, restyle
-
     x = pool(image, models.profile.pool_size)
     if space == "W+":
         steps = restyle(models.encoder("restyle_psp"), models.generator, x, n_iters=5,
@@ -100,20 +109,6 @@ def encode_content(models, image: Tensor, *, space: str) -> Tensor:
 def cli_transfer(args: argparse.Namespace) -> int:
     """Body of ``redestyle transfer``: writes ``<out>/<name>_<index>_<content>.png`` and an overview
     (content | intrinsic-only reconstruction | stylised), and prints where they went."""
-    import json
-    import sys
-
-    import numpy as np
-    from PIL import Image
-
-    from . import checkpoints as ck
-    from . import zoo
-    from .config import DEFAULT_PROFILE, get_profile
-    from .data import load_image
-    from .train.data import check_codes_profile, read_space
-    from .train.models import load_dualstylegan
-    from .viz import to_uint8
-
     codes_dir = Path(args.codes)
     meta_path = codes_dir / "codes_meta.json"
     made_with = json.loads(meta_path.read_text()).get("profile") if meta_path.is_file() else None

@@ -12,8 +12,7 @@ from redestyle import destylize as ds
 from redestyle import jobs, zoo
 from redestyle.checkpoints import load_codes
 from redestyle.cli import add_destylize_arguments
-from redestyle.data import load_image
-from redestyle.viz import to_uint8
+from redestyle.imaging import load_image, to_uint8
 
 NAMES = ["a.png", "b.png", "c.png"]
 
@@ -204,7 +203,7 @@ def test_cli_redestyle(folder, tmp_path, capsys):
 
 
 def test_cli_bad_input_corpus_one_line_each_and_exit_1(tmp_path, capsys):
-    from test_data import make_corpus
+    from test_imaging import make_corpus
 
     src = tmp_path / "in"
     src.mkdir()

@@ -24,7 +24,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -36,43 +35,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .render import render_batch, sample_params, to_tensor
+from ..checkpoints import save_checkpoint
+from ..fileio import atomic_write, save_atomic
+from ..imaging import to_tensor
+from ..inversion import average_image
+from ..train.gan import (
+    accumulate,
+    d_logistic_loss,
+    d_r1_loss,
+    g_nonsaturating_loss,
+    mixing_noise,
+    requires_grad,
+)
+from .models import (  # noqa: F401  (WEIGHTS_DIR, load_into, weights_file: the stages' files, re-exported)
+    ENCODERS,
+    IMAGE_SIZE,
+    WEIGHTS_DIR,
+    build_discriminator,
+    build_encoder,
+    build_generator,
+    load_generator_file,
+    load_into,
+    weights_file,
+)
+from .oracle import AttributeRegressor, errors
+from .world import render_set
 
 STAGES = ("generator", "oracle", "g_prime", "restyle_psp", "restyle_e4e", "psp", "e4e", "dsg_zplus")
-#: Where the ``mini`` profile reads its weights: the shipped ones (package data), or a folder of
-#: your own retrained files named by $REDESTYLE_MINI_WEIGHTS.
-SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_DIR = Path(os.environ.get("REDESTYLE_MINI_WEIGHTS") or SHIPPED_WEIGHTS_DIR)
-IMAGE_SIZE = 64
 
 
 # ---------------------------------------------------------------------------------------------
 # Data
-
-
-def render_set(n: int, *, domain: str, seed: int, size: int = IMAGE_SIZE,
-               cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` random faces -> (uint8 images [n, size, size, 3], float32 parameters [n, 22]).
-
-    Parameters are drawn by ``sample_params`` from ``np.random.default_rng(seed)``; the same seed
-    gives the same faces in both domains. With ``cache_dir`` the set is kept as an ``.npz``.
-    """
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"{domain}-{size}-seed{seed}-n{n}.npz"
-        if path.exists():
-            with np.load(path) as f:
-                return f["images"], f["params"]
-    rng = np.random.default_rng(seed)
-    params = [sample_params(rng) for _ in range(n)]
-    images = render_batch(params, size=size, domain=domain)
-    vectors = np.stack([p.to_vector() for p in params]).astype(np.float32)
-    if path is not None:
-        from ..checkpoints import atomic_write
-
-        with atomic_write(path) as f:
-            np.savez(f, images=images, params=vectors)
-    return images, vectors
 
 
 def _batches(images: np.ndarray, batch: int, gen: torch.Generator, *, flip: bool = True):
@@ -110,8 +103,6 @@ def _state_path(out_dir: Path, stage: str) -> Path:
 
 def _save_state(out_dir: Path, stage: str, step: int, modules: dict[str, nn.Module],
                 optims: dict, log: list[dict], elapsed: float) -> None:
-    from ..checkpoints import save_atomic
-
     save_atomic({
         "step": step,
         "modules": {k: m.state_dict() for k, m in modules.items()},
@@ -143,8 +134,6 @@ def _half(state_dict: dict) -> dict:
 
 
 def _write_record(out_dir: Path, run: Run) -> None:
-    from ..checkpoints import atomic_write
-
     with atomic_write(out_dir / f"{run.stage}.json", "w") as f:
         json.dump(asdict(run), f, indent=1)
         f.write("\n")
@@ -154,8 +143,6 @@ def _ship(ship: Path, stage: str, module: nn.Module, *, seed: int, steps: int, l
           seconds: float, command: str, record: dict, payload: dict | None = None) -> None:
     """Write a stage's shipped files: half-precision weights (+ ``payload``) and its JSON record
     (``record`` as its extra; final losses: every logged loss, averaged over the last windows)."""
-    from ..checkpoints import save_checkpoint
-
     save_checkpoint(ship / f"{stage}.pt", state_dict=_half(module.state_dict()),
                     config={"profile": "mini", "stage": stage}, step=steps, extra=payload)
     keys = sorted({k for row in log for k in row} - {"step", "seconds"})
@@ -199,24 +186,6 @@ def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
 # Stage 1 and 4: StyleGAN2 on renders (g' = the same loop started from the generator)
 
 
-def build_generator(seed: int = 0) -> nn.Module:
-    """The ``mini`` profile's generator architecture (the ``tiny`` widths), seeded."""
-    from ..config import get_profile
-    from ..nets.stylegan2 import Generator
-
-    torch.manual_seed(seed)
-    return Generator(**get_profile("mini").generator.kwargs())
-
-
-def build_discriminator(seed: int = 0) -> nn.Module:
-    from ..config import get_profile
-    from ..nets.stylegan2 import Discriminator
-
-    gc = get_profile("mini").generator
-    torch.manual_seed(seed + 1)
-    return Discriminator(gc.size, gc.channel_multiplier, channels=gc.channels)
-
-
 def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batch: int, seed: int,
               lr: float, r1_gamma: float, mixing: float = 0.9, ema_kimg: float = 10.0,
               init: dict | None = None, log_every: int = 50, save_every: int = 500,
@@ -227,14 +196,6 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
     ``"g_optim"`` / ``"d_optim"`` when present (rosinality's ``--ckpt`` and DualStyleGAN's
     fine-tuning carry them over too). Returns (g_ema, log, seconds).
     """
-    from ..train.gan import (
-        accumulate,
-        d_logistic_loss,
-        d_r1_loss,
-        g_nonsaturating_loss,
-        mixing_noise,
-        requires_grad,
-    )
 
     torch.manual_seed(seed)
     g, d = build_generator(seed), build_discriminator(seed)
@@ -291,8 +252,6 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
                          {"g": g_opt, "d": d_opt}, log_every=log_every, save_every=save_every,
                          resume=resume)
     # the discriminator is kept (full precision) so g' can start from the pair
-    from ..checkpoints import save_atomic
-
     save_atomic({"g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict(),
                  "g_optim": g_opt.state_dict(), "d_optim": d_opt.state_dict()},
                 out_dir / f"{stage}-final-full.pt")
@@ -324,8 +283,6 @@ def train_oracle(images: np.ndarray, vectors: np.ndarray, *, out_dir: Path, step
                  seed: int, lr: float = 2e-3, log_every: int = 100, save_every: int = 1000,
                  resume: bool = True) -> tuple[nn.Module, list[dict], float]:
     """Fit :class:`~redestyle.miniature.oracle.AttributeRegressor` to (render, parameters) pairs."""
-    from .oracle import AttributeRegressor
-
     torch.manual_seed(seed)
     model = AttributeRegressor().train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -352,28 +309,6 @@ def train_oracle(images: np.ndarray, vectors: np.ndarray, *, out_dir: Path, step
 # Stage 3: encoders (ReStyle-pSp first; pSp, e4e and DualStyleGAN's z+ pSp with the same loop)
 
 #: method -> (encoder class name, refinement iterations per batch, latent space)
-ENCODERS = {
-    "restyle_psp": ("BackboneEncoder", 3, "w+"),
-    "restyle_e4e": ("ProgressiveBackboneEncoder", 3, "w+"),
-    "psp": ("GradualStyleEncoder", 1, "w+"),
-    "e4e": ("Encoder4Editing", 1, "w+"),
-    "dsg_zplus": ("GradualStyleEncoder", 1, "z+"),
-}
-
-
-def build_encoder(method: str, seed: int = 0) -> nn.Module:
-    """The ``mini`` profile's encoder of ``method`` (the ``tiny`` widths), seeded."""
-    from ..config import get_profile
-    from ..nets import encoders as enc
-
-    name, iters, _ = ENCODERS[method]
-    p = get_profile("mini")
-    torch.manual_seed(seed)
-    return getattr(enc, name)(p.encoder.num_layers, p.encoder.mode, n_styles=p.generator.n_latent,
-                              style_dim=p.generator.style_dim, input_size=p.encoder.input_size,
-                              widths=p.encoder.widths, **({"input_nc": 3} if iters == 1 else {}))
-
-
 def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: np.ndarray, *,
                   out_dir: Path, steps: int, batch: int, seed: int, lr: float = 1e-3,
                   latent_weight: float = 1.0, log_every: int = 50, save_every: int = 500,
@@ -386,8 +321,6 @@ def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: n
     output and code; losses summed, one optimizer step). ``dsg_zplus`` predicts z+ codes (mapped
     per layer by ``g.mapping_plus``), the others W+ residuals added to ``latent_avg``.
     """
-    from ..inversion import average_image
-
     _, iters, space = ENCODERS[method]
     torch.manual_seed(seed)
     encoder = build_encoder(method, seed).train()
@@ -432,39 +365,6 @@ def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: n
     log, seconds = _loop(method, out_dir, steps, step_fn, {"encoder": encoder}, {"opt": opt},
                          log_every=log_every, save_every=save_every, resume=resume)
     return encoder.eval(), log, seconds
-
-
-def weights_file(name: str) -> Path:
-    """``WEIGHTS_DIR/<name>.pt``; a missing one raises FileNotFoundError naming what is there and
-    the command that trains it."""
-    path = WEIGHTS_DIR / f"{name}.pt"
-    if not path.exists():
-        trained = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
-        raise FileNotFoundError(
-            f"{path}: the mini profile has no trained {name!r} (shipped: {', '.join(trained) or 'none'}); "
-            f"train it with `python -m redestyle.miniature.train {name}`")
-    return path
-
-
-def load_into(module: nn.Module, path: str | Path, *, what: str) -> dict:
-    """Strictly load a shipped (half-precision) file's ``state_dict`` into ``module`` as float32.
-
-    Returns the whole payload (``latent_avg``, ``config``, ...). Errors name the file.
-    """
-    from ..checkpoints import load_container, load_strict
-
-    payload = load_container(path)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    load_strict(module, state, path=path, what=what)
-    return payload
-
-
-def load_generator_file(path: str | Path) -> tuple[nn.Module, torch.Tensor]:
-    """A shipped generator file -> (float32 Generator in eval mode, latent_avg [n_latent, D])."""
-    g = build_generator()
-    payload = load_into(g, path, what="mini generator")
-    avg = payload["latent_avg"].float().reshape(1, -1).expand(g.n_latent, -1).clone()
-    return g.eval(), avg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,8 +429,6 @@ def main(argv: list[str] | None = None) -> int:
         model, log, seconds = train_oracle(images, vectors, out_dir=out_dir, steps=steps,
                                            batch=args.batch, seed=args.seed, lr=args.lr or 2e-3,
                                            save_every=args.save_every, resume=not args.fresh)
-        from .oracle import errors
-
         held_images, held_vectors = render_set(2000, domain="photo", seed=args.seed + 100, cache_dir=cache)
         held = errors(model.predict(to_tensor(held_images)), held_vectors)
         _ship(ship, "oracle", model, seed=args.seed, steps=steps, log=log, seconds=seconds,
