@@ -160,13 +160,13 @@ def full_size_table(args, profile, device) -> int:
     _sync(device)
     total = time.perf_counter() - start
     step = sum(step_times[1:]) / (kb - 1) if kb > 1 else step_times[0]
-    base = total + (300 - kb) * step
+    base = total + (ds.BASELINE.steps - kb) * step
     rows.append({"method": f"Baseline ({kb} steps, measured)", "s_per_image": total,
                  "official_cpu": float("nan"), "basis": "measured"})
     rows.append({"method": "Baseline (300 steps)", "s_per_image": base,
-                 "official_cpu": 300 * OFFICIAL_BASELINE_STEP,
-                 "basis": f"T({kb}) + {300 - kb} x {step:.2f} s/step"})
-    official_base = 300 * OFFICIAL_BASELINE_STEP
+                 "official_cpu": ds.BASELINE.steps * OFFICIAL_BASELINE_STEP,
+                 "basis": f"T({kb}) + {ds.BASELINE.steps - kb} x {step:.2f} s/step"})
+    official_base = ds.BASELINE.steps * OFFICIAL_BASELINE_STEP
     for r in rows:
         r["speedup"] = base / r["s_per_image"]
         r["official_speedup"] = official_base / r["official_cpu"]
@@ -242,8 +242,8 @@ def main(argv=None) -> int:
             n = len(names)
             step = sum(step_times[-k * n:]) / (k * n)
             rows.append({"method": f"Baseline ({k} steps, measured)", "s_per_image": sec_k, "basis": "measured"})
-            rows.append({"method": "Baseline (300 steps)", "s_per_image": sec_k + (300 - k) * step,
-                         "basis": f"T({k}) + {300 - k} x {step:.3f} s/step"})
+            rows.append({"method": "Baseline (300 steps)", "s_per_image": sec_k + (ds.BASELINE.steps - k) * step,
+                         "basis": f"T({k}) + {ds.BASELINE.steps - k} x {step:.3f} s/step"})
     base = rows[-1]["s_per_image"] if not args.skip_baseline else None
     for r in rows:
         r["baseline_ratio"] = base / r["s_per_image"] if base else float("nan")

@@ -41,7 +41,7 @@ from PIL import Image
 from . import metrics
 from .align import NoFaceError, align_face, detect_landmarks
 from .data import SAMPLE_STYLES, _stylise, sample_portraits
-from .destylize import baseline, redestyle
+from .destylize import BASELINE, DestyleOptions, make_destylizer, redestyle
 from .imaging import pool, to_tensor, to_uint8
 from .nets.irse import Backbone, IDFeatures
 
@@ -195,18 +195,16 @@ def _restyle_destylizer(models, schedule) -> Destylizer:
     return run
 
 
-def _baseline_destylizer(models, *, n_steps: int, truncation: float, seed: int) -> Destylizer:
+def _baseline_destylizer(models, *, n_steps: int, truncation: float | None, seed: int) -> Destylizer:
+    options = DestyleOptions(method="baseline", steps=n_steps, truncation=truncation)
+    destylize = make_destylizer(models, options, seed=seed)  # per image, as `redestyle destylize`
     g = models.generator
-    encode_zplus = models.encode_zplus
-    gen_device = next(g.parameters()).device  # where the baseline draws its noise maps
 
     def run(portraits: torch.Tensor) -> Destylization:
-        out = baseline(encode_zplus, models.g_prime, g, portraits, lpips=models.lpips,
-                       id_embed=models.id_features, n_steps=n_steps, truncation=truncation,
-                       generator=torch.Generator(device=gen_device).manual_seed(seed))
+        out = destylize(portraits)
         with torch.no_grad():
             # The face is g(z_i) truncated toward w = 0 (destylize.py): its W+ code is psi * w.
-            w_plus = truncation * g.mapping_plus(out.z_i)
+            w_plus = options.baseline_truncation * g.mapping_plus(out.z_i)
         return Destylization(out.image.detach(), w_plus)
 
     return run
@@ -218,21 +216,23 @@ def default_destylizers(
     schedules: Sequence[str] = ("5-3-1", "6-4-2"),
     restyle_iters: int = 5,
     baseline_steps: int | None = None,
-    baseline_truncation: float = 0.7,
+    baseline_truncation: float | None = None,
     seed: int = 0,
 ) -> dict[str, Destylizer]:
     """The methods of the accuracy table, by display name.
 
     ``"baseline"`` (DualStyleGAN's optimization, :func:`redestyle.destylize.baseline`) when
     ``models`` carries its parts (``g_prime``, the ``dsg_zplus`` encoder, ``lpips``; ID loss from
-    ``id_features`` when present): ``baseline_steps`` Adam steps (None: 300, the official
-    ``--iter``, on pretrained models; 5 on tiny), fresh noise seeded by ``seed`` per batch. ``"redestyle <schedule>"`` for each schedule and
+    ``id_features`` when present): ``baseline_steps`` Adam steps (None: ``destylize.BASELINE.steps``,
+    the official ``--iter``, on pretrained models; 5 on tiny), one image at a time with fresh noise
+    seeded by ``seed`` and the image, render psi ``baseline_truncation`` (None: the official 0.7).
+    ``"redestyle <schedule>"`` for each schedule and
     ``"restyle N=<restyle_iters>"`` (one round: plain ReStyle-pSp), from ``models``'
     ``restyle_psp`` encoder.
     """
     out: dict[str, Destylizer] = {}
     if models.g_prime is not None and models.lpips is not None and "dsg_zplus" in models.encoders:
-        steps = baseline_steps if baseline_steps is not None else (300 if models.pretrained else 5)
+        steps = baseline_steps if baseline_steps is not None else (BASELINE.steps if models.pretrained else 5)
         out["baseline"] = _baseline_destylizer(models, n_steps=steps, truncation=baseline_truncation, seed=seed)
     for schedule in schedules:
         out[f"redestyle {schedule}"] = _restyle_destylizer(models, schedule)
@@ -412,8 +412,7 @@ def compare_destylizers(
     destylizers: display name -> :data:`Destylizer`; groups: person -> portraits
     [n_g, 3, P, P] in [-1, 1] (same P, on the destylizers' device); latent_avg: [n_latent, D]
     for the realism proxy; id_embed: IR-SE50 features (e.g. ``models.id_features``) or None;
-    batch_size: portraits per destylizer call (DualStyleGAN's README runs the baseline with 1;
-    its LPIPS term is summed over the batch, so the batch changes the effective loss weights).
+    batch_size: portraits per destylizer call (the baseline still optimises each image on its own).
     The portraits' embeddings and landmarks are computed once and shared by all methods.
     """
     if not groups:

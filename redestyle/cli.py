@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from .config import DEFAULT_PROFILE, PROFILES
+from .config import BASELINE, DEFAULT_PROFILE, PROFILES
 
 # data.MIN_SIDE (data imports torch; tests/test_cli.py keeps the two equal)
 MIN_SIDE = 32
@@ -99,18 +99,27 @@ def add_destylize_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--weights", default=None, help=WEIGHTS_HELP)
     parser.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--steps", type=int, default=300, help="baseline Adam steps (default 300)")
+    parser.add_argument("--steps", type=int, default=BASELINE.steps,
+                        help=f"baseline Adam steps (default {BASELINE.steps}, DualStyleGAN's --iter)")
+    parser.add_argument("--joint-batch", action="store_true",
+                        help="baseline: optimise the images of a --batch in one Adam run (per-image terms: "
+                        "the same optimisation, faster on a GPU; rounding differs, which Adam amplifies for "
+                        "a few elements). Default: one image at a time, as DualStyleGAN's destylize.py")
     parser.add_argument("--preserve-color", action="store_true",
                         help="Re-Destyle: copy z_e entries 8.. into z_i (the baseline always does)")
     parser.add_argument("--truncation", type=float, default=None,
                         help="Re-Destyle: truncate z_i toward latent_avg with this psi (default off); "
-                        "baseline: render psi (default 0.7, toward w = 0 as DualStyleGAN)")
+                        f"baseline: render psi (default {BASELINE.truncation}, toward w = 0 as DualStyleGAN)")
     parser.add_argument("--handoff", choices=["pool", "early"], default="pool",
                         help="Re-Destyle: 'pool' pools the full output between iterations (exact, "
                         "default); 'early' stops the generator at the encoder size (approximate)")
     parser.add_argument("--style", default=None,
                         help="baseline: style folder of g' (<weights>/<style>/finetune-000600.pt)")
     parser.add_argument("--seed", type=int, default=0, help="tiny weights / baseline noise seed (default 0)")
+    parser.add_argument("--allow-random-loss-nets", action="store_true",
+                        help="baseline with official weights: go on when vgg16-397923af.pth (LPIPS) or "
+                        "model_ir_se50.pth (ID loss) is missing, with a random VGG16 / no ID term (not the "
+                        "paper's losses; recorded in codes_meta.json). Default: a missing file is an error")
     parser.add_argument("--no-previews", action="store_true", help="do not write previews/*.png")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar on stderr (it is also off when stderr is not a terminal; "

@@ -34,8 +34,10 @@ see :func:`baseline`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -48,6 +50,33 @@ from .viz import image_grid
 
 #: DualStyleGAN copies z_e[:, 8:18] into z_i: the layers from the second 64 px conv on (colour/texture).
 COLOR_FROM = 8
+
+
+@dataclass(frozen=True)
+class BaselineWeights:
+    """Loss weights of DualStyleGAN's destylize.py (lines 176-180): loss = Lperc + id LID + reg Lreg + noise Lnoise."""
+
+    id: float = 0.1
+    reg: float = 1.0
+    noise: float = 1e5
+
+
+@dataclass(frozen=True)
+class BaselineDefaults:
+    """The optimisation baseline's settings, defined once (DualStyleGAN destylize.py, commit b3f0cf8).
+
+    steps: ``--iter`` 300 Adam iterations; lr: 0.1 peak of the ramped schedule; truncation: 0.7,
+    applied toward w = 0 (``truncation_latent=0``); the colour copy starts at :data:`COLOR_FROM`.
+    """
+
+    steps: int = 300
+    lr: float = 0.1
+    truncation: float = 0.7
+    weights: BaselineWeights = BaselineWeights()
+
+
+#: The one place the baseline's defaults live (CLI, notebooks, benchmarks and tests read it).
+BASELINE = BaselineDefaults()
 METHODS = ("redestyle", "baseline")
 HANDOFFS = ("pool", "early")
 TRUNCATION_CENTERS = ("mean", "zero")
@@ -130,6 +159,7 @@ class Destylized:
     rounds: list[Round] = field(default_factory=list)  # Re-Destyle only
     losses: list[float] = field(default_factory=list)  # baseline only: loss per step
     rendered: torch.Tensor | None = None  # baseline only: [B, 3, S, S] the image z_i was encoded from
+    optimized: torch.Tensor | None = None  # baseline only: [B, n_latent, D] the optimised z+ after the colour copy
 
 
 def _check_portraits(portraits: torch.Tensor, size: int | None = None) -> None:
@@ -204,12 +234,67 @@ def _decode_zplus(g, z_plus: torch.Tensor, *, noise=None, truncation: float = 1.
     return image
 
 
-def _fresh_noise(g, batch: int, generator: torch.Generator | None) -> list[torch.Tensor]:
-    """N(0, 1) maps [B, 1, r, r] of the generator's noise shapes (destylize.py: ``.normal_()``)."""
+def image_seed(image: torch.Tensor, seed: int) -> int:
+    """A 63-bit seed from ``seed`` and the exact float32 bits of one image [3, P, P].
+
+    The baseline draws each image's noise maps from it, so the draws depend on the image itself,
+    never on its position in a batch, on its batch companions or on what ran before (a resumed
+    run gives the same codes).
+    """
+    data = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return (zlib.crc32(data) * 0x9E3779B1 + seed * 1_000_003) % 2**63
+
+
+def fresh_noise(g, images: torch.Tensor, *, seed: int) -> list[torch.Tensor]:
+    """N(0, 1) maps [B, 1, r, r] of g's noise shapes (destylize.py: ``.normal_()``), per image.
+
+    Image b's maps come from a CPU generator seeded by :func:`image_seed` (then moved to g's
+    device), so they are the same on any device and in any batch.
+    """
     ref = g.input.input
-    dev = ref.device if generator is None else generator.device
-    return [torch.randn(batch, *n.shape[1:], generator=generator, device=dev).to(ref)
-            for n in g.registered_noise()]
+    shapes = [n.shape[1:] for n in g.registered_noise()]
+    per_image = []
+    for image in images:
+        gen = torch.Generator().manual_seed(image_seed(image, seed))
+        per_image.append([torch.randn(1, *shape, generator=gen) for shape in shapes])
+    return [torch.cat(maps).to(ref) for maps in zip(*per_image)]
+
+
+@dataclass
+class BaselineStep:
+    """One Adam iteration of the baseline, as passed to ``baseline(on_step=...)`` after the update."""
+
+    index: int  # iteration i (0-based) of the n_steps schedule
+    lr: float  # the learning rate the step used (lr_ramp(i / n_steps))
+    terms: dict[str, torch.Tensor]  # "Lperc", "LID" (when there is an ID net), "Lreg", "Lnoise", "loss": [B], detached
+    image: torch.Tensor  # [B, 3, P, P] g'(latent) pooled to P, before the update (detached)
+    latent: torch.Tensor  # [B, n_latent, D] the optimised z+ after the update (its .grad: d loss / d latent)
+    noises: list[torch.Tensor]  # the optimised noise maps after the update and renormalisation
+
+
+def baseline_terms(g_prime, latent: torch.Tensor, noises: Sequence[torch.Tensor], portraits: torch.Tensor, *,
+                   lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                   id_embed: Callable[[torch.Tensor], torch.Tensor] | None,
+                   weights: BaselineWeights) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The baseline's loss terms per image (destylize.py lines 158-180), differentiable.
+
+    latent: [B, n_latent, D] z+; noises: [B, 1, r, r] maps; portraits: [B, 3, P, P] in [-1, 1].
+    Returns ({"Lperc", "LID" (only with ``id_embed``), "Lreg", "Lnoise", "loss"} each [B], the
+    image g'(latent) pooled to P). An image's terms depend only on its own latent and noise (the
+    official means over the batch are taken per image; for B = 1 they are the official values);
+    ``loss`` = Lperc + w_id LID + w_reg Lreg + w_noise Lnoise.
+    """
+    image = pool(_decode_zplus(g_prime, latent, noise=list(noises)), portraits.shape[-1])
+    terms = {"Lperc": lpips(image, portraits)}
+    if id_embed is not None:
+        terms["LID"] = id_loss(id_embed, image, portraits, per_image=True)
+    terms["Lreg"] = latent_std_loss(latent, per_image=True)
+    terms["Lnoise"] = noise_regularize(noises, per_image=True)
+    loss = terms["Lperc"] + weights.reg * terms["Lreg"] + weights.noise * terms["Lnoise"]
+    if "LID" in terms:
+        loss = loss + weights.id * terms["LID"]
+    terms["loss"] = loss
+    return terms, image
 
 
 def baseline(
@@ -220,73 +305,108 @@ def baseline(
     *,
     lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     id_embed: Callable[[torch.Tensor], torch.Tensor] | None,
-    n_steps: int = 300,
-    lr: float = 0.1,
-    id_weight: float = 0.1,
-    reg_weight: float = 1.0,
-    noise_weight: float = 1e5,
-    truncation: float = 0.7,
+    n_steps: int = BASELINE.steps,
+    lr: float = BASELINE.lr,
+    weights: BaselineWeights = BASELINE.weights,
+    truncation: float = BASELINE.truncation,
     preserve_color: bool = True,
-    generator: torch.Generator | None = None,
-    progress: Callable[[int, float], None] | None = None,
+    seed: int = 0,
+    noise: Sequence[torch.Tensor] | None = None,
+    stop_after: int | None = None,
+    on_step: Callable[[BaselineStep], None] | None = None,
 ) -> Destylized:
-    """DualStyleGAN's optimization destylization (``destylize.py``), step for step.
+    """DualStyleGAN's optimization destylization (``destylize.py``), step for step, per image.
 
     1. z_e = E(S): z+ codes of DualStyleGAN's pSp (``encoder.pt``; ``Models.encode_zplus``);
        the reconstruction is g(z_e) with the registered noise.
-    2. Optimise a copy of z_e and fresh N(0, 1) noise maps [B, 1, r, r] with one Adam (lr 0.1
-       ramped by ``lr_ramp``: up over 5 %, cosine down over the last 25 %, 0 at step 0) for
-       ``n_steps`` (300) steps through g' (z+ mapped per layer, no truncation), its output
-       average-pooled to P: loss = LPIPS(img, S).sum() + 0.1 ID (mean over the batch)
-       + 1 latent.std(dim=1).mean() + 1e5 noise regularisation; noise renormalised after each step.
-    3. Colour preservation: latent[:, 8:] = z_e[:, 8:].
+    2. Optimise a copy of z_e and fresh N(0, 1) noise maps [B, 1, r, r] (:func:`fresh_noise`,
+       seeded per image by ``seed`` and the image; or ``noise``) with one Adam (lr 0.1 ramped by
+       ``lr_ramp``: up over 5 %, cosine down over the last 25 %, 0 at step 0) for ``n_steps`` (300)
+       steps through g' (z+ mapped per layer, no truncation), its output average-pooled to P:
+       loss = LPIPS + 0.1 ID + 1 latent std + 1e5 noise regularisation (:func:`baseline_terms`),
+       noise renormalised after each step.
+    3. Colour preservation: latent[:, 8:] = z_e[:, 8:] -> ``optimized``.
     4. Render with the FFHQ g at truncation 0.7 toward w = **0** (``truncation_latent=0``, as the
        official script does) with the optimised noise -> ``rendered``, pooled to P.
     5. z_i = E(rendered), colour copy again; ``image`` = g(z_i) rendered the same way (the
        official visualisation "img_refine").
 
+    The official script optimises one image at a time. A batch here optimises its images
+    independently: every term is taken per image and the batch loss is their sum, noise is
+    renormalised per image and Adam works elementwise, so each image gets its one-at-a-time
+    optimisation (up to the rounding of batched kernels, which Adam amplifies where a gradient is
+    tiny); for B = 1 it is the official loss. ``make_destylizer`` runs one image at a time.
+
     encode_zplus: images [B, 3, P, P] -> z+ codes [B, n_latent, D]; g_prime, g: Generators;
     portraits: [B, 3, P, P] in [-1, 1]; lpips: (x, y) -> per-pair distance [B];
-    id_embed: ``irse.IDFeatures`` or None (no ID term: the tiny profile has no ArcFace weights).
-    The loss weights depend on the batch size as in the official script (sum vs means).
+    id_embed: ``irse.IDFeatures`` or None (no ID term). ``stop_after``: run only the first K
+    iterations of the ``n_steps`` schedule, then post-process (inspection, parity tests).
+    ``on_step``: called after every iteration with a :class:`BaselineStep`.
     """
     _check_portraits(portraits)
     if n_steps < 0:
         raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+    with _frozen(g_prime, lpips, id_embed):
+        return _baseline(encode_zplus, g_prime, g, portraits, lpips=lpips, id_embed=id_embed, n_steps=n_steps,
+                         lr=lr, weights=weights, truncation=truncation, preserve_color=preserve_color,
+                         seed=seed, noise=noise, stop_after=stop_after, on_step=on_step)
+
+
+@contextlib.contextmanager
+def _frozen(*modules):
+    """Switch off ``requires_grad`` of the modules' parameters for the block, then restore it.
+
+    The baseline needs d loss / d latent and d loss / d noise only: weight gradients of g', the
+    LPIPS and ID networks would be wasted work every step (``zoo`` builds them frozen already).
+    """
+    params = [p for m in modules if isinstance(m, torch.nn.Module) for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def _baseline(encode_zplus, g_prime, g, portraits, *, lpips, id_embed, n_steps, lr, weights, truncation,
+              preserve_color, seed, noise, stop_after, on_step) -> Destylized:
     size = portraits.shape[-1]
     with torch.no_grad():
         z_e = encode_zplus(portraits)
         reconstruction = _decode_zplus(g, z_e)
-    noises = [n.requires_grad_(True) for n in _fresh_noise(g, portraits.shape[0], generator)]
+    start = fresh_noise(g, portraits, seed=seed) if noise is None else noise
+    noises = [n.detach().clone().requires_grad_(True) for n in start]
     latent = z_e.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latent, *noises], lr=lr)
     losses: list[float] = []
-    for i in range(n_steps):
+    for i in range(n_steps if stop_after is None else min(stop_after, n_steps)):
+        step_lr = lr_ramp(i / n_steps, lr)
         for group in optimizer.param_groups:
-            group["lr"] = lr_ramp(i / n_steps, lr)
-        image = pool(_decode_zplus(g_prime, latent, noise=noises), size)
-        loss = lpips(image, portraits).sum()
-        if id_embed is not None and id_weight:
-            loss = loss + id_weight * id_loss(id_embed, image, portraits)
-        loss = loss + reg_weight * latent_std_loss(latent) + noise_weight * noise_regularize(noises)
+            group["lr"] = step_lr
+        terms, image = baseline_terms(g_prime, latent, noises, portraits, lpips=lpips, id_embed=id_embed,
+                                      weights=weights)
+        loss = terms["loss"].sum()  # independent images: the sum's gradient is each image's own
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        noise_normalize_(noises)
+        noise_normalize_(noises, per_image=True)
         losses.append(loss.item())
-        if progress is not None:
-            progress(i, losses[-1])
+        if on_step is not None:
+            on_step(BaselineStep(i, step_lr, {k: v.detach() for k, v in terms.items()}, image.detach(),
+                                 latent, noises))
     with torch.no_grad():
-        z = latent.detach()
+        optimized = latent.detach().clone()
         if preserve_color:
-            z = copy_color(z, z_e)
-        noise = [n.detach() for n in noises]
-        rendered = _decode_zplus(g, z, noise=noise, truncation=truncation)
+            optimized = copy_color(optimized, z_e)
+        noise_out = [n.detach() for n in noises]
+        rendered = _decode_zplus(g, optimized, noise=noise_out, truncation=truncation)
         z_i = encode_zplus(pool(rendered, size))
         if preserve_color:
             z_i = copy_color(z_i, z_e)
-        image = _decode_zplus(g, z_i, noise=noise, truncation=truncation)
-    return Destylized(z_e, z_i, reconstruction, image, "z+", losses=losses, rendered=rendered)
+        image = _decode_zplus(g, z_i, noise=noise_out, truncation=truncation)
+    return Destylized(z_e, z_i, reconstruction, image, "z+", losses=losses, rendered=rendered,
+                      optimized=optimized)
 
 
 def handoff_deviation(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
@@ -306,11 +426,12 @@ class DestyleOptions:
     method: str = "redestyle"  # "redestyle" or "baseline"
     schedule: str = "5-3-1"  # Re-Destyle rounds
     preserve_color: bool = False  # Re-Destyle: copy z_e[:, 8:] into z_i (the baseline always does)
-    truncation: float | None = None  # Re-Destyle: psi for z_i (None: off); baseline: 0.7 if None
+    truncation: float | None = None  # Re-Destyle: psi for z_i (None: off); baseline: BASELINE.truncation if None
     truncation_center: str = "mean"  # Re-Destyle truncation centre: "mean" (latent_avg) or "zero"
     handoff: str = "pool"  # Re-Destyle: "pool" (exact) or "early" (approximate)
-    steps: int = 300  # baseline: Adam steps
+    steps: int = BASELINE.steps  # baseline: Adam steps
     style: str | None = None  # baseline: g' style folder (<style>/finetune-000600.pt)
+    joint_batch: bool = False  # baseline: optimise a batch's images in one Adam run (speed option)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -329,6 +450,11 @@ class DestyleOptions:
     def space(self) -> str:
         return "W+" if self.method == "redestyle" else "z+"
 
+    @property
+    def baseline_truncation(self) -> float:
+        """The baseline's render psi (toward w = 0): ``truncation``, else DualStyleGAN's 0.7."""
+        return BASELINE.truncation if self.truncation is None else self.truncation
+
     def meta(self) -> dict:
         """The fields that determine the codes (written to / compared with codes_meta.json)."""
         if self.method == "redestyle":
@@ -337,8 +463,35 @@ class DestyleOptions:
                     "truncation": self.truncation, "truncation_center": self.truncation_center,
                     "handoff": self.handoff}
         return {"method": self.method, "space": self.space, "variant": "DualStyleGAN destylize.py",
-                "steps": self.steps, "truncation": 0.7 if self.truncation is None else self.truncation,
-                "truncation_center": "zero", "preserve_color": True, "style": self.style}
+                "steps": self.steps, "truncation": self.baseline_truncation,
+                "truncation_center": "zero", "preserve_color": True, "style": self.style,
+                "optimisation": "per image" + (" (joint batches)" if self.joint_batch else "")}
+
+
+def baseline_arguments(models, options: DestyleOptions, *, seed: int = 0) -> dict:
+    """The keyword arguments :func:`baseline` gets from a model bundle and ``options``.
+
+    What ``make_destylizer`` (hence ``redestyle destylize --method baseline``) runs with; the
+    parity test calls :func:`baseline` with exactly these. Needs ``dsg_zplus``, ``models.g_prime``
+    and ``models.lpips``; ``models.id_features`` is used when present.
+    """
+    models.encoder("dsg_zplus")  # fail early with the list of what was built
+    if models.g_prime is None or models.lpips is None:
+        raise ValueError("the baseline needs models.g_prime and models.lpips: build_models(..., "
+                         "methods=['dsg_zplus'], g_prime_style=STYLE, with_lpips=True)")
+    return {"encode_zplus": models.encode_zplus, "g_prime": models.g_prime, "g": models.generator,
+            "lpips": models.lpips, "id_embed": models.id_features, "n_steps": options.steps,
+            "truncation": options.baseline_truncation, "seed": seed}
+
+
+def _concat(results: Sequence[Destylized]) -> Destylized:
+    """One Destylized of per-image results (losses: the per-step sums over the images)."""
+    def cat(name):
+        return torch.cat([getattr(r, name) for r in results])
+
+    losses = [sum(step) for step in zip(*(r.losses for r in results))]
+    return Destylized(cat("z_e"), cat("z_i"), cat("reconstruction"), cat("image"), "z+", losses=losses,
+                      rendered=cat("rendered"), optimized=cat("optimized"))
 
 
 def make_destylizer(
@@ -350,10 +503,13 @@ def make_destylizer(
 ) -> Callable[[torch.Tensor], Destylized]:
     """images [B, 3, P, P] in [-1, 1] -> :class:`Destylized`, with ``models`` (a ``zoo.Models``).
 
-    redestyle needs ``restyle_psp``; baseline needs ``dsg_zplus``, ``models.g_prime`` and
-    ``models.lpips`` (``models.id_features`` is used when present). The baseline's noise is
-    drawn from a generator seeded with ``seed`` at every call, so a batch's result does not
-    depend on what ran before.
+    redestyle needs ``restyle_psp``; the baseline: see :func:`baseline_arguments`. The baseline
+    optimises each image on its own, as the official script does (``options.joint_batch``: one
+    Adam run over the batch, with per-image terms: the same optimisation, faster on a GPU, but
+    batched kernels round differently and Adam amplifies last bits where a gradient is tiny, so a
+    few elements differ by up to ~lr); each image's noise is seeded by ``seed`` and the image itself (:func:`fresh_noise`), so
+    a result does not depend on the batch or on what ran before. ``progress(i, loss)``: called
+    after each baseline iteration i with its loss (summed over the images optimised together).
     """
     if options.method == "redestyle":
         encoder, avg = models.encoder("restyle_psp"), models.latent_avg_for("restyle_psp")
@@ -365,17 +521,14 @@ def make_destylizer(
                              truncation_center=options.truncation_center, handoff=options.handoff)
 
         return run
-    models.encoder("dsg_zplus")  # fail early with the list of what was built
-    if models.g_prime is None or models.lpips is None:
-        raise ValueError("the baseline needs models.g_prime and models.lpips: build_models(..., "
-                         "methods=['dsg_zplus'], g_prime_style=STYLE, with_lpips=True)")
-    psi = 0.7 if options.truncation is None else options.truncation
+    kwargs = baseline_arguments(models, options, seed=seed)
+    if progress is not None:
+        kwargs["on_step"] = lambda step: progress(step.index, step.terms["loss"].sum().item())
 
     def run_baseline(images: torch.Tensor) -> Destylized:
-        gen = torch.Generator(device=images.device).manual_seed(seed)
-        return baseline(models.encode_zplus, models.g_prime, models.generator, images,
-                        lpips=models.lpips, id_embed=models.id_features, n_steps=options.steps,
-                        truncation=psi, generator=gen, progress=progress)
+        if options.joint_batch or images.shape[0] == 1:
+            return baseline(portraits=images, **kwargs)
+        return _concat([baseline(portraits=images[b : b + 1], **kwargs) for b in range(images.shape[0])])
 
     return run_baseline
 

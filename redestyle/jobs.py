@@ -222,13 +222,15 @@ def cli_destylize(args: argparse.Namespace) -> int:
         options = ds.DestyleOptions(method=args.method, schedule=args.schedule,
                                     preserve_color=args.preserve_color, truncation=args.truncation,
                                     handoff=args.handoff, steps=args.steps,
-                                    style=style if args.method == "baseline" else None)
+                                    style=style if args.method == "baseline" else None,
+                                    joint_batch=args.method == "baseline" and args.joint_batch)
         device = zoo.resolve_device(args.device)
         methods = ["restyle_psp"] if options.method == "redestyle" else ["dsg_zplus"]
         models = zoo.build_models(profile, methods=methods, weights_dir=args.weights, seed=args.seed,
                                   device=device, with_lpips=options.method == "baseline",
                                   with_id=options.method == "baseline",
-                                  g_prime_style=options.style)
+                                  g_prime_style=options.style,
+                                  allow_random_loss_nets=args.allow_random_loss_nets)
     except (ValueError, OSError, RuntimeError) as err:  # bad option, missing or broken weights
         print(f"redestyle destylize: {err}", file=sys.stderr)
         return 1
@@ -239,8 +241,8 @@ def cli_destylize(args: argparse.Namespace) -> int:
     meta = {**options.meta(), "profile": profile.name, "n_latent": profile.generator.n_latent,
             "style_dim": profile.generator.style_dim, "pretrained": models.pretrained,
             "format": "np.save dict {file name: float32 (1, n_latent, style_dim)}"}
-    if options.method == "baseline":
-        meta["batch"] = args.batch  # the official loss weights depend on it (sum vs means)
+    if models.loss_nets:
+        meta["loss_nets"] = models.loss_nets  # what the baseline's losses ran on
 
     use_bar = not getattr(args, "no_progress", False) and sys.stderr.isatty()
     bar = None
@@ -276,4 +278,6 @@ def cli_destylize(args: argparse.Namespace) -> int:
     print(f"destylized {s['ok']} of {s['images']} images, {s['failed']} failed ({meta['space']} codes, "
           f"profile {profile.name}, {'trained' if models.pretrained else 'random'} weights) -> "
           f"{Path(args.out_dir)}")
+    if models.loss_nets:
+        print("loss networks: " + ", ".join(f"{k} = {v}" for k, v in models.loss_nets.items()))
     return 1 if s["failed"] else 0

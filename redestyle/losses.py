@@ -20,15 +20,19 @@ class LPIPS(nn.Module):
     The linear heads are the v0.1 ``vgg.pth`` shipped in the ``lpips`` package (the same file as
     DualStyleGAN's copy). The VGG16 backbone needs ImageNet weights, which cannot be downloaded
     here: pass a torchvision ``vgg16`` state dict (``vgg16-397923af.pth``) as ``vgg16_state_dict``;
-    without it the backbone is random (fine for the tiny profile, labelled there).
+    without it the backbone is random, drawn from a private RNG seeded with ``seed`` (the same
+    network in every process; fine for the tiny profile, labelled there).
     """
 
-    def __init__(self, vgg16_state_dict: Mapping[str, torch.Tensor] | None = None):
+    def __init__(self, vgg16_state_dict: Mapping[str, torch.Tensor] | None = None, *, seed: int = 0):
         super().__init__()
         import lpips  # imported lazily: it pulls in torchvision models
 
-        with warnings.catch_warnings():  # lpips passes torchvision's deprecated ``pretrained=``
-            warnings.simplefilter("ignore", UserWarning)
+        # lpips builds torchvision's vgg16 with its default init from the global RNG: fork it, so a
+        # random backbone is reproducible across processes and the caller's RNG is untouched.
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+            warnings.simplefilter("ignore", UserWarning)  # lpips passes torchvision's deprecated ``pretrained=``
+            torch.manual_seed(seed)
             self.net = lpips.LPIPS(net="vgg", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
         self.pretrained_backbone = vgg16_state_dict is not None
         if vgg16_state_dict is not None:
@@ -51,28 +55,35 @@ class LPIPS(nn.Module):
         return self.net(pred, target, normalize=False).view(-1)
 
 
-def id_loss(embed: Callable[[torch.Tensor], torch.Tensor], y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def id_loss(embed: Callable[[torch.Tensor], torch.Tensor], y_hat: torch.Tensor, y: torch.Tensor, *,
+            per_image: bool = False) -> torch.Tensor:
     """DualStyleGAN's IDLoss: mean over the batch of 1 - cos(F(y_hat), F(y)), F(y) detached.
 
     embed: images [B, 3, 256, 256] in [-1, 1] -> l2-normalised [B, 512] (``irse.IDFeatures``).
+    ``per_image``: return the [B] terms instead of their mean (an image's term, and its gradient,
+    then do not depend on the other images of the batch).
     """
     with torch.no_grad():
         target = embed(y)
-    return (1 - (embed(y_hat) * target).sum(dim=1)).mean()
+    terms = 1 - (embed(y_hat) * target).sum(dim=1)
+    return terms if per_image else terms.mean()
 
 
-def noise_regularize(noises: Sequence[torch.Tensor]) -> torch.Tensor:
+def noise_regularize(noises: Sequence[torch.Tensor], *, per_image: bool = False) -> torch.Tensor:
     """rosinality projector's multi-scale autocorrelation penalty on noise maps [B, 1, r, r].
 
     Each level adds mean(n * roll(n, 1, x))^2 + mean(n * roll(n, 1, y))^2, then 2x2-averages n and
-    repeats while the map is larger than 8 (the 8x8 level included).
+    repeats while the map is larger than 8 (the 8x8 level included). The means run over the whole
+    batch (the official scalar); ``per_image`` takes them per image and returns [B] (for B = 1 the
+    same value).
     """
-    loss = noises[0].new_zeros(())
+    dims = (1, 2, 3) if per_image else (0, 1, 2, 3)
+    loss = noises[0].new_zeros(noises[0].shape[:1] if per_image else ())
     for noise in noises:
         size = noise.shape[2]
         while True:
-            loss = (loss + (noise * torch.roll(noise, shifts=1, dims=3)).mean().pow(2)
-                    + (noise * torch.roll(noise, shifts=1, dims=2)).mean().pow(2))
+            loss = (loss + (noise * torch.roll(noise, shifts=1, dims=3)).mean(dim=dims).pow(2)
+                    + (noise * torch.roll(noise, shifts=1, dims=2)).mean(dim=dims).pow(2))
             if size <= 8:
                 break
             noise = F.avg_pool2d(noise, 2)
@@ -81,19 +92,29 @@ def noise_regularize(noises: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def noise_normalize_(noises: Sequence[torch.Tensor]) -> None:
-    """Renormalise every noise tensor in place to zero mean, unit std (over the whole tensor)."""
+def noise_normalize_(noises: Sequence[torch.Tensor], *, per_image: bool = False) -> None:
+    """Renormalise every noise tensor [B, 1, r, r] in place to zero mean, unit (unbiased) std.
+
+    Over the whole tensor, as rosinality's projector; ``per_image``: per image (for B = 1 the same).
+    """
     for noise in noises:
-        mean, std = noise.mean(), noise.std()
+        if per_image:
+            flat = noise.flatten(1)
+            shape = (-1,) + (1,) * (noise.ndim - 1)
+            mean, std = flat.mean(dim=1).view(shape), flat.std(dim=1).view(shape)
+        else:
+            mean, std = noise.mean(), noise.std()
         noise.sub_(mean).div_(std)
 
 
-def latent_std_loss(latent: torch.Tensor) -> torch.Tensor:
+def latent_std_loss(latent: torch.Tensor, *, per_image: bool = False) -> torch.Tensor:
     """destylize.py's regularizer: mean over batch and channels of the std across the layers.
 
     latent: [B, n_latent, D]; unbiased std over dim 1, as the official ``latent.std(dim=1).mean()``.
+    ``per_image``: the mean over channels only, [B].
     """
-    return latent.std(dim=1).mean()
+    std = latent.std(dim=1)
+    return std.mean(dim=1) if per_image else std.mean()
 
 
 def lr_ramp(t: float, lr: float, *, rampdown: float = 0.25, rampup: float = 0.05) -> float:

@@ -74,6 +74,7 @@ class Models:
     pretrained: bool = False  # trained weights: official, or mini's (False: tiny seeded random weights)
     g_prime: torch.nn.Module | None = None  # the baseline's fine-tuned generator (build_models(g_prime_style=...))
     zplus_from_avg: bool = False  # encoder.pt opts.start_from_latent_avg: add latent_avg to its z+ codes
+    loss_nets: dict = field(default_factory=dict)  # loss network -> what it runs on (file, or random / none)
     _avg_image: torch.Tensor | None = None
 
     def encoder(self, method: str):
@@ -331,6 +332,7 @@ def build_models(
     with_id: bool = False,
     g_prime_style: str | None = None,
     random_weights: bool = False,
+    allow_random_loss_nets: bool = False,
 ) -> Models:
     """Build the generator and the encoders of ``methods`` for a profile, on ``device``.
 
@@ -344,6 +346,9 @@ def build_models(
     ``<style>/finetune-000600.pt`` (:func:`load_g_prime`); tiny makes :func:`tiny_g_prime`.
     ``random_weights``: seeded random weights for any profile (the full-size architectures without
     their checkpoints, e.g. for timing); the tiny profile always has them.
+    With official weights a missing ``vgg16-397923af.pth`` (``with_lpips``) or ``model_ir_se50.pth``
+    (``with_id``) is an error naming the file, unless ``allow_random_loss_nets`` (then LPIPS runs on a
+    seeded random VGG16, and there is no ID network). ``models.loss_nets`` records what ran.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     methods = tuple(methods)
@@ -357,25 +362,47 @@ def build_models(
     if g_prime_style is not None and models.g_prime is None:
         models.g_prime = (load_g_prime(g_prime_style, weights_dir) if official
                           else tiny_g_prime(models.generator, style=g_prime_style, seed=seed))
+    if models.g_prime is not None:
+        # g' is a fixed loss network of the baseline: the optimisation needs d loss / d latent and
+        # d loss / d noise only, so its ~30M weight gradients would be wasted work every step.
+        models.g_prime.requires_grad_(False)
+    required = official and not allow_random_loss_nets
     if with_lpips:
-        models.lpips = LPIPS(_optional_state_dict(VGG16_FILE, weights_dir))
+        vgg16 = loss_net_weights(VGG16_FILE, weights_dir, required=required)
+        models.lpips = LPIPS(vgg16, seed=seed)
+        models.loss_nets["lpips_vgg16"] = VGG16_FILE if vgg16 is not None else f"random VGG16 (seed {seed})"
     if with_id:
-        models.id_features = _id_features(weights_dir)
+        models.id_features = build_id_features(loss_net_weights(ID_FILE, weights_dir, required=required))
+        models.loss_nets["id"] = ID_FILE if models.id_features is not None else "none (no ID term)"
     return models.to(device)
 
 
-def _optional_state_dict(name: str, weights_dir):
+#: The option that lets an official-weights run go on without a loss network's file.
+ALLOW_RANDOM_LOSS_NETS = "--allow-random-loss-nets"
+
+
+def loss_net_weights(name: str, weights_dir, *, required: bool):
+    """The container of a loss network's file (VGG16/VGG19 ImageNet, IR-SE50), or None when absent.
+
+    ``required`` (official weights, no ``--allow-random-loss-nets``): a missing file raises
+    ``MissingWeightsError`` naming it, what needs it and where it is published: a loss on a random
+    network would silently make the results meaningless.
+    """
     try:
         path = ck.resolve(name, weights_dir)
-    except FileNotFoundError:
+    except ck.MissingWeightsError as err:
+        if required:
+            raise ck.MissingWeightsError(
+                f"{err}\n  or pass {ALLOW_RANDOM_LOSS_NETS} to run without it (a random network or no "
+                "ID term: not the paper's losses; recorded in the outputs)") from None
         return None
     return ck.load_container(path)
 
 
-def _id_features(weights_dir):
-    state_dict = _optional_state_dict(ID_FILE, weights_dir)
+def build_id_features(state_dict):
+    """IR-SE50 ArcFace features (frozen) of a ``model_ir_se50.pth`` state dict; None for None."""
     if state_dict is None:
         return None
     backbone = Backbone(112, 50, "ir_se")
     ck.load_strict(backbone, state_dict, path=ID_FILE, what="IR-SE50")
-    return IDFeatures(backbone.eval()).eval()
+    return IDFeatures(backbone.eval()).eval().requires_grad_(False)  # a loss network, like g'

@@ -259,9 +259,53 @@ def test_cli_baseline_tiny(folder, tmp_path, capsys):
                 "--profile", "tiny"]) == 0
     assert "tiny profile (random weights)" in capsys.readouterr().err  # random weights: a warning
     meta = json.loads((out / jobs.META).read_text())
-    assert (meta["space"], meta["steps"], meta["truncation"], meta["batch"]) == ("z+", 2, 0.7, 3)
+    assert (meta["space"], meta["steps"], meta["truncation"], meta["optimisation"]) == ("z+", 2, 0.7, "per image")
     codes = np.load(out / jobs.INSTYLE, allow_pickle=True).item()
     exstyle = np.load(out / jobs.EXSTYLE, allow_pickle=True).item()
     assert list(codes) == NAMES
     for k in NAMES:  # colour preservation: z_i[8:] = z_e[8:]
         np.testing.assert_array_equal(codes[k][:, ds.COLOR_FROM:], exstyle[k][:, ds.COLOR_FROM:])
+
+
+def _cli_process(folder, out, *extra):
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "redestyle", "destylize", str(folder), "--out", str(out), "--method",
+           "baseline", "--profile", "tiny", "--steps", "3", "--no-previews", "--device", "cpu", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_cli_baseline_same_codes_in_every_process_and_after_kill_9(folder, tmp_path):
+    """Every random network of the tiny baseline (LPIPS' VGG16 included) and its noise are seeded:
+    two processes write the same bytes, and a run killed with SIGKILL after its first image resumes
+    to the same codes."""
+    import signal
+
+    (folder / "broken.png").unlink()
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for out in runs:
+        proc = _cli_process(folder, out)
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    for f in (jobs.EXSTYLE, jobs.INSTYLE):
+        assert (runs[0] / f).read_bytes() == (runs[1] / f).read_bytes()
+    killed = tmp_path / "killed"
+    proc = _cli_process(folder, killed)
+    for line in proc.stdout:  # "[1/3] a.png" is printed once a.png's codes are committed
+        if line.startswith("[1/"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=600)
+    assert proc.returncode == -signal.SIGKILL
+    assert "a.png" in load_codes(killed / jobs.INSTYLE)
+    proc = _cli_process(folder, killed)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    for f in (jobs.EXSTYLE, jobs.INSTYLE):
+        got, want = load_codes(killed / f), load_codes(runs[0] / f)
+        assert list(got) == list(want) == NAMES
+        for name in NAMES:
+            np.testing.assert_array_equal(got[name], want[name])

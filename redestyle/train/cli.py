@@ -43,6 +43,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--resume", default=None, help="continue a run from its last.pt")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--allow-random-loss-nets", action="store_true",
+                        help="ffhq1024: go on when vgg19-dcbb9e9d.pth or model_ir_se50.pth is missing, with "
+                        "a random VGG19 / no ID loss (not the paper's losses; recorded in the checkpoints' "
+                        "args). Default: a missing file is an error")
     fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
     fields.update({f.name: f for f in dataclasses.fields(PretrainConfig) if f.name not in fields})
     for name, field in fields.items():
@@ -89,12 +93,13 @@ def cli_train(args: argparse.Namespace) -> int:
     try:
         with lock_folder(args.out) if dist.is_main() else contextlib.nullcontext():
             models = build_train_models(profile, weights_dir=args.weights, ckpt=args.ckpt, seed=args.seed or 0,
-                                        device=device)
+                                        device=device, allow_random_loss_nets=args.allow_random_loss_nets)
             start = args.ckpt or ("the official generator-pretrain.pt" if profile.needs_weights else
                                   "the miniature-world generator" if profile.name == "mini" else
                                   "seeded random weights")
             if dist.is_main():
                 print(f"redestyle train: profile {profile.name}, starting from {start}")
+                print("redestyle train: loss networks: " + ", ".join(f"{k} = {v}" for k, v in models.loss_nets.items()))
                 if profile.name == "tiny" and args.ckpt is None:
                     print("redestyle train: warning: tiny profile: random weights, the results show "
                           "mechanics only", file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from ..losses import VGG19Features
 from ..nets.dualstylegan import DualStyleGAN
 from ..nets.irse import Backbone, IDFeatures
 from ..nets.stylegan2 import Discriminator
-from ..zoo import build_models, seeded
+from ..zoo import build_id_features, build_models, loss_net_weights, seeded
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class TrainModels:
     vgg: nn.Module
     id_features: nn.Module | None
     pretrained: bool  # official weights (False: tiny seeded random weights)
+    loss_nets: dict = field(default_factory=dict)  # loss network -> what it runs on (file, random, none)
 
     def to(self, device: torch.device | str) -> TrainModels:
         for m in (self.generator, self.g_ema, self.discriminator, self.vgg, self.id_features):
@@ -84,11 +85,14 @@ def build_train_models(
     seed: int = 0,
     device: str | torch.device = "cpu",
     with_id: bool = True,
+    allow_random_loss_nets: bool = False,
 ) -> TrainModels:
     """Build generator, g_ema, discriminator, VGG19 and ID features for training (module docstring).
 
     ckpt: a file with ``g``, ``d``, ``g_ema`` (default for ffhq1024: ``generator-pretrain.pt`` in the
-    weights folder). For tiny without ckpt the generator is seeded (``seed``).
+    weights folder). For tiny without ckpt the generator is seeded (``seed``). On ffhq1024 a missing
+    ``vgg19-dcbb9e9d.pth`` or (``with_id``) ``model_ir_se50.pth`` is an error naming the file unless
+    ``allow_random_loss_nets`` (then a seeded random VGG19 / no ID loss); ``loss_nets`` records it.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     gc = profile.generator
@@ -110,37 +114,33 @@ def build_train_models(
         discriminator = seeded("discriminator", seed, lambda: Discriminator(
             gc.size, gc.channel_multiplier, channels=gc.channels))
 
+    loss_nets = {}
     if profile.needs_weights:
-        vgg_sd = _optional(VGG19_FILE, weights_dir)
+        required = not allow_random_loss_nets
+        vgg_sd = loss_net_weights(VGG19_FILE, weights_dir, required=required)
         if vgg_sd is None:
             log.warning("%s not found: the VGG19 losses use random weights (results are not meaningful)", VGG19_FILE)
-        vgg = VGG19Features(vgg_sd, layers=VGG_LAYERS)
-        id_sd = _optional(ID_FILE, weights_dir) if with_id else None
+        vgg = seeded("vgg19", seed, lambda: VGG19Features(vgg_sd, layers=VGG_LAYERS))
+        loss_nets["vgg19"] = VGG19_FILE if vgg_sd is not None else f"random VGG19 (seed {seed})"
         id_features = None
-        if id_sd is not None:
-            backbone = Backbone(112, 50, "ir_se")
-            ck.load_strict(backbone, id_sd, path=ID_FILE, what="IR-SE50")
-            id_features = IDFeatures(backbone.eval())
-        elif with_id:
-            log.warning("%s not found: training without the identity loss", ID_FILE)
+        if with_id:
+            id_features = build_id_features(loss_net_weights(ID_FILE, weights_dir, required=required))
+            if id_features is None:
+                log.warning("%s not found: training without the identity loss", ID_FILE)
+            loss_nets["id"] = ID_FILE if id_features is not None else "none (no ID loss)"
     else:
         vgg = seeded("vgg19", seed, lambda: VGG19Features(layers=VGG_LAYERS, width_divisor=4))
+        loss_nets["vgg19"] = f"random narrow VGG19 (seed {seed}, {profile.name} profile)"
         id_features = None
         if with_id:
             id_features = seeded("irse50", seed, lambda: IDFeatures(
                 Backbone(32, 50, "ir_se", widths=profile.encoder.widths).eval()))
+            loss_nets["id"] = f"random narrow IR-SE50 (seed {seed}, {profile.name} profile)"
     for m in (vgg, id_features):
         if m is not None:
             m.eval().requires_grad_(False)
     return TrainModels(generator, g_ema.eval(), discriminator, vgg, id_features,
-                       pretrained=profile.needs_weights).to(device)
-
-
-def _optional(name: str, weights_dir):
-    try:
-        return ck.load_container(ck.resolve(name, weights_dir))
-    except FileNotFoundError:
-        return None
+                       pretrained=profile.needs_weights, loss_nets=loss_nets).to(device)
 
 
 def save_generator(path: str | os.PathLike, g_ema: DualStyleGAN) -> Path:

@@ -349,7 +349,7 @@ class Trainer:
             "format": 1, "config": config, "state_dict": g_ema, "step": self.step,
             "g": self.g.state_dict(), "d": self.d.state_dict(), "g_ema": g_ema,
             "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
-            "args": config, "ada_aug_p": self.ada_aug_p, "streams": streams, "history": list(self.history),
+            "args": {**config, "loss_nets": dict(self.models.loss_nets)}, "ada_aug_p": self.ada_aug_p, "streams": streams, "history": list(self.history),
             "ada": self.ada.state_dict() if self.ada is not None else None,
         }
 

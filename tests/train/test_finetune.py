@@ -111,6 +111,8 @@ def test_checkpoint_has_the_official_layout(pairs, tmp_path):
     payload = ck.load_checkpoint(tmp_path / "last.pt")
     assert {"g", "d", "g_ema", "g_optim", "d_optim", "args", "ada_aug_p"} <= set(payload)
     assert payload["step"] == 2
+    assert payload["args"]["loss_nets"] == {"vgg19": "random narrow VGG19 (seed 0, tiny profile)",
+                                            "id": "random narrow IR-SE50 (seed 0, tiny profile)"}
     assert sorted(p.name for p in tmp_path.glob("generator-*.pt")) == ["generator-000002.pt"]
     g = load_dualstylegan(tmp_path / "generator-000002.pt", "tiny")  # {"g_ema"} only, as upstream
     assert all(torch.equal(a, b) for a, b in zip(g.state_dict().values(), trainer.g_ema.state_dict().values()))
