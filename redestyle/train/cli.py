@@ -3,7 +3,7 @@
 Fine-tuning on Re-Destyle codes (the paper's setting, README Cartoon command)::
 
     torchrun --nproc_per_node=1 -m redestyle train finetune --codes CODES_DIR --images STYLE_DIR \\
-        --weights WEIGHTS --out runs/cartoon --iter 1500 --batch 4 --L2_reg_loss 0.015
+        --weights WEIGHTS --out runs/cartoon --iter 1500 --batch 4 --L2_reg_loss 0.015 --augment
 
 ``--codes`` holds ``instyle_code.npy`` / ``exstyle_code.npy`` and ``codes_meta.json`` (W+ or z+),
 ``--images`` the style images they came from. ``--resume runs/cartoon/last.pt`` continues exactly.

@@ -48,6 +48,7 @@ class TrainModels:
     id_features: nn.Module | None
     pretrained: bool  # official weights (False: tiny seeded random weights)
     loss_nets: dict = field(default_factory=dict)  # loss network -> what it runs on (file, random, none)
+    optim_states: dict = field(default_factory=dict)  # "g_optim" / "d_optim" of the ckpt (Adam states), if any
 
     def to(self, device: torch.device | str) -> TrainModels:
         for m in (self.generator, self.g_ema, self.discriminator, self.vgg, self.id_features):
@@ -90,7 +91,8 @@ def build_train_models(
     """Build generator, g_ema, discriminator, VGG19 and ID features for training (module docstring).
 
     ckpt: a file with ``g``, ``d``, ``g_ema`` (default for ffhq1024: ``generator-pretrain.pt`` in the
-    weights folder). For tiny without ckpt the generator is seeded (``seed``). On ffhq1024 a missing
+    weights folder); its ``g_optim`` / ``d_optim`` Adam states, when present, are kept in
+    ``optim_states`` for the trainer. For tiny without ckpt the generator is seeded (``seed``). On ffhq1024 a missing
     ``vgg19-dcbb9e9d.pth`` or (``with_id``) ``model_ir_se50.pth`` is an error naming the file unless
     ``allow_random_loss_nets`` (then a seeded random VGG19 / no ID loss); ``loss_nets`` records it.
     """
@@ -106,11 +108,13 @@ def build_train_models(
         d_sd = ck.take(container, "d", path=ckpt)
         discriminator = Discriminator(gc.size, gc.channel_multiplier, channels=gc.channels)
         ck.load_strict(discriminator, ck.with_default_kernels(discriminator, d_sd, path=ckpt), path=ckpt, what="d")
+        optim_states = {k: container[k] for k in ("g_optim", "d_optim") if container.get(k) is not None}
     else:
         intrinsic = build_models(profile, methods=(), seed=seed).generator
         generator = seeded("dualstylegan", seed, lambda: dualstylegan_for(profile))
         generator.generator.load_state_dict(intrinsic.state_dict())
         g_ema = copy.deepcopy(generator)
+        optim_states = {}
         discriminator = seeded("discriminator", seed, lambda: Discriminator(
             gc.size, gc.channel_multiplier, channels=gc.channels))
 
@@ -140,7 +144,8 @@ def build_train_models(
         if m is not None:
             m.eval().requires_grad_(False)
     return TrainModels(generator, g_ema.eval(), discriminator, vgg, id_features,
-                       pretrained=profile.needs_weights, loss_nets=loss_nets).to(device)
+                       pretrained=profile.needs_weights, loss_nets=loss_nets,
+                       optim_states=optim_states).to(device)
 
 
 def save_generator(path: str | os.PathLike, g_ema: DualStyleGAN) -> Path:

@@ -103,6 +103,13 @@ class Trainer:
         g_ratio, d_ratio = config.g_reg_ratio, config.d_reg_ratio
         self.g_optim = torch.optim.Adam(self.g_params, lr=config.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
         self.d_optim = torch.optim.Adam(d.parameters(), lr=config.lr * d_ratio, betas=(0.0, 0.99**d_ratio))
+        if isinstance(config, FinetuneConfig):
+            # finetune_dualstylegan.py continues the Adam moments of generator-pretrain.pt when the
+            # file holds them (the released one does: g_optim, d_optim)
+            if "g_optim" in models.optim_states:
+                self.g_optim.load_state_dict(models.optim_states["g_optim"])
+            if "d_optim" in models.optim_states:
+                self.d_optim.load_state_dict(models.optim_states["d_optim"])
         self.step = 0
         self.mean_path_length = torch.zeros((), device=self.device)
         self.history: list[dict[str, float]] = []
@@ -127,8 +134,11 @@ class Trainer:
         """mixing_noise(batch, D, config.mixing) plus the crossover index the generator would draw."""
         two = torch.rand((), generator=self.rng).item() < self.config.mixing
         zs = [self._randn(batch, self.g.style_dim) for _ in range(2 if two else 1)]
-        inject = int(torch.randint(1, self.g.n_latent, (), generator=self.rng)) if two else None
-        return zs, inject
+        return zs, self._inject_index() if two else None
+
+    def _inject_index(self) -> int:
+        """The crossover index a generator call draws for two styles: uniform in [1, n_latent - 1]."""
+        return int(torch.randint(1, self.g.n_latent, (), generator=self.rng))
 
     def _pairs(self, batch: int) -> tuple[Tensor, Tensor, Tensor]:
         cfg = self.config
@@ -230,9 +240,12 @@ class Trainer:
             fake, _ = g(styles, exstyle, inject_index=inject, noise=self._noise(b), **kwargs)
         losses = self._d_step(real, fake, reg_step=self.step)
 
+        # The generator step draws afresh (finetune_dualstylegan.py): a new paired draw on paired
+        # iterations, new mixing z's and a new paired draw (extrinsic codes, targets) otherwise.
         if paired:
-            target = real
-        else:  # a fresh draw for the generator step (official)
+            instyle, exstyle, target = self._pairs(b)
+            styles = [instyle]
+        else:
             styles, inject = self._mixing_z(b)
             _, exstyle, target = self._pairs(b)
         fake, _ = g(styles, exstyle, inject_index=inject, noise=self._noise(b), **kwargs)
@@ -250,8 +263,12 @@ class Trainer:
             total = total + cfg.perc_loss * perc
             out["perc"] = perc.item()
         if self.models.id_features is not None and cfg.id_loss > 0:
-            with torch.no_grad():  # the intrinsic-only content image (use_res=False)
-                content, _ = g(styles, None, inject_index=inject, noise=self._noise(b), use_res=False, **kwargs)
+            # the intrinsic-only content image (use_res=False): a separate generator call, which
+            # draws its own crossover index for mixed z's (the official forward's randint)
+            content_inject = self._inject_index() if len(styles) == 2 else None
+            with torch.no_grad():
+                content, _ = g(styles, None, inject_index=content_inject, noise=self._noise(b), use_res=False,
+                               **kwargs)
             ident = id_loss(self.models.id_features, fake_l, pool(content, cfg.loss_size))
             total = total + cfg.id_loss * ident
             out["id"] = ident.item()

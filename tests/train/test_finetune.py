@@ -161,3 +161,76 @@ def test_config_rejects_bad_values():
         FinetuneConfig(space="w")
     with pytest.raises(ValueError, match="batch"):
         FinetuneConfig(batch=0)
+
+
+def _spy_forward(trainer, calls):
+    forward = trainer.g.forward
+
+    def spy(styles, exstyle, **kwargs):
+        calls.append({"styles": [s.clone() for s in styles], "exstyle": exstyle, **kwargs})
+        return forward(styles, exstyle, **kwargs)
+
+    trainer.g.forward = spy
+
+
+def test_paired_iteration_draws_a_fresh_pair_for_the_generator_step(pairs):
+    """finetune_dualstylegan.py calls get_paired_data again for the G step of a paired iteration."""
+    trainer = make_trainer(pairs, subspace_freq=2, id_loss=0.0)
+    trainer.finetune_step()  # step 0: unpaired
+    draws, calls = [], []
+    pairs_of = trainer._pairs
+    trainer._pairs = lambda b: draws.append(pairs_of(b)) or draws[-1]
+    _spy_forward(trainer, calls)
+    assert trainer.finetune_step()["paired"] == 1.0  # step 1: paired, no path-length step
+    assert len(draws) == 2 and len(calls) == 2
+    (d_in, d_ex, _), (g_in, g_ex, _) = draws
+    assert torch.equal(calls[0]["styles"][0], d_in) and torch.equal(calls[0]["exstyle"], d_ex)
+    assert torch.equal(calls[1]["styles"][0], g_in) and torch.equal(calls[1]["exstyle"], g_ex)
+    assert not torch.equal(d_in, g_in)
+
+
+def test_content_image_of_the_id_loss_draws_its_own_crossover(pairs):
+    """The ID loss' content image is a separate generator call: its own random inject index."""
+    trainer = make_trainer(pairs, subspace_freq=1, mixing=1.0)  # unpaired, always two z's
+    trainer.finetune_step()  # step 0 (with the path-length step)
+    values = iter([2, 3, 4])
+    trainer._inject_index = lambda: next(values)
+    calls = []
+    _spy_forward(trainer, calls)
+    trainer.finetune_step()  # step 1: D fake, G fake, content (use_res=False)
+    assert [c["inject_index"] for c in calls] == [2, 3, 4]
+    assert calls[2]["use_res"] is False
+    assert all(torch.equal(a, b) for a, b in zip(calls[1]["styles"], calls[2]["styles"]))
+
+
+def test_finetuning_continues_the_adam_states_of_its_ckpt(pairs, tmp_path):
+    """finetune_dualstylegan.py loads g_optim / d_optim from generator-pretrain.pt when present."""
+    trainer = make_trainer(pairs)
+    for _ in range(2):
+        trainer.finetune_step()
+    torch.save(trainer.checkpoint(), tmp_path / "generator-pretrain.pt")
+    models = build_train_models("tiny", ckpt=tmp_path / "generator-pretrain.pt", seed=0)
+    assert set(models.optim_states) == {"g_optim", "d_optim"}
+    config = FinetuneConfig(batch=2, iter=8, loss_size=64)
+    fresh = Trainer(models, config, real=RealBatches(pairs.images, 2, seed=0), paired=pairs)
+    for mine, saved in ((fresh.g_optim, trainer.g_optim), (fresh.d_optim, trainer.d_optim)):
+        got, want = mine.state_dict()["state"], saved.state_dict()["state"]
+        assert got.keys() == want.keys() and got
+        for k in want:
+            assert torch.equal(got[k]["exp_avg"], want[k]["exp_avg"])
+            assert torch.equal(got[k]["exp_avg_sq"], want[k]["exp_avg_sq"])
+
+
+def test_paper_setting_example_is_the_official_cartoon_command():
+    """The module docstring's command parses to the README's Cartoon setting, --augment included."""
+    import shlex
+
+    from redestyle.cli import build_parser
+    from redestyle.train import cli as train_cli
+
+    lines = train_cli.__doc__.split("::", 1)[1].strip().split("\n\n")[0]
+    command = shlex.split(lines.replace("\\\n", " "))
+    args = build_parser().parse_args(command[command.index("train"):])
+    config = train_cli._config(args, FinetuneConfig, space="z+")
+    assert (config.iter, config.batch, config.l2_reg_loss, config.augment) == (1500, 4, 0.015, True)
+    assert (config.style_loss, config.cx_loss, config.perc_loss, config.id_loss) == (0.25, 0.25, 1.0, 1.0)
