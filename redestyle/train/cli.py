@@ -39,7 +39,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         f"default {DEFAULT_PROFILE}")
     parser.add_argument("--weights", default=None, help="weights folder for ffhq1024 (generator-pretrain.pt, "
                         "vgg19, ir_se50; default $REDESTYLE_WEIGHTS)")
-    parser.add_argument("--ckpt", default=None, help="start from this g/d/g_ema file (default generator-pretrain.pt)")
+    parser.add_argument("--ckpt", default=None, help="start from this g/d/g_ema file (default: finetune "
+                        "generator-pretrain.pt; pretrain stylegan2-ffhq-config-f.pt, as the official scripts)")
     parser.add_argument("--resume", default=None, help="continue a run from its last.pt")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -93,8 +94,10 @@ def cli_train(args: argparse.Namespace) -> int:
     try:
         with lock_folder(args.out) if dist.is_main() else contextlib.nullcontext():
             models = build_train_models(profile, weights_dir=args.weights, ckpt=args.ckpt, seed=args.seed or 0,
-                                        device=device, allow_random_loss_nets=args.allow_random_loss_nets)
-            start = args.ckpt or ("the official generator-pretrain.pt" if profile.needs_weights else
+                                        device=device, allow_random_loss_nets=args.allow_random_loss_nets,
+                                        stage=args.stage)
+            official_start = "stylegan2-ffhq-config-f.pt" if args.stage == "pretrain" else "generator-pretrain.pt"
+            start = args.ckpt or (f"the official {official_start}" if profile.needs_weights else
                                   "the miniature-world generator" if profile.name == "mini" else
                                   "seeded random weights")
             if dist.is_main():
@@ -122,11 +125,10 @@ def cli_train(args: argparse.Namespace) -> int:
                 paired = None
                 encoder_models = zoo.build_models(profile, methods=["dsg_zplus"], weights_dir=args.weights,
                                                   seed=config.seed, device=device)
-                encoder = encoder_models.encoder("dsg_zplus")
                 mapping_plus = models.generator.mapping_plus
 
-                def encode(x):  # DualStyleGAN's z+ pSp, returned as W+ (return_z_plus_latent=False)
-                    return mapping_plus(encoder(x))
+                def encode(x):  # DualStyleGAN's z+ pSp (+ latent_avg when its opts say so), returned as W+
+                    return mapping_plus(encoder_models.encode_zplus(x))
 
             real = RealBatches(images, config.batch, rank=dist.rank(), world_size=dist.world_size(),
                                seed=config.seed)

@@ -25,7 +25,7 @@ from ..losses import VGG19Features
 from ..nets.dualstylegan import DualStyleGAN
 from ..nets.irse import Backbone, IDFeatures
 from ..nets.stylegan2 import Discriminator
-from ..zoo import build_id_features, build_models, loss_net_weights, seeded
+from ..zoo import GENERATOR_FILE, build_id_features, build_models, loss_net_weights, seeded
 
 log = logging.getLogger(__name__)
 
@@ -87,34 +87,48 @@ def build_train_models(
     device: str | torch.device = "cpu",
     with_id: bool = True,
     allow_random_loss_nets: bool = False,
+    stage: str = "finetune",
 ) -> TrainModels:
     """Build generator, g_ema, discriminator, VGG19 and ID features for training (module docstring).
 
-    ckpt: a file with ``g``, ``d``, ``g_ema`` (default for ffhq1024: ``generator-pretrain.pt`` in the
-    weights folder); its ``g_optim`` / ``d_optim`` Adam states, when present, are kept in
-    ``optim_states`` for the trainer. For tiny without ckpt the generator is seeded (``seed``). On ffhq1024 a missing
+    ckpt: a DualStyleGAN file with ``g``, ``d``, ``g_ema``, or a StyleGAN2 one (``g_ema``, ``d``; e.g.
+    ``stylegan2-ffhq-config-f.pt``: it fills the intrinsic generators and the discriminator, as
+    pretrain_dualstylegan.py starts). Default for ffhq1024: the weights folder's
+    ``generator-pretrain.pt`` (``stage="finetune"``) or ``stylegan2-ffhq-config-f.pt`` (``"pretrain"``).
+    A DualStyleGAN file's ``g_optim`` / ``d_optim`` Adam states, when present, are kept in
+    ``optim_states`` for the trainer. For tiny without ckpt the generator is seeded (``seed``).
+    On ffhq1024 a missing
     ``vgg19-dcbb9e9d.pth`` or (``with_id``) ``model_ir_se50.pth`` is an error naming the file unless
     ``allow_random_loss_nets`` (then a seeded random VGG19 / no ID loss); ``loss_nets`` records it.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     gc = profile.generator
     if profile.needs_weights and ckpt is None:
-        ckpt = ck.resolve(PRETRAIN_FILE, weights_dir)
-    if ckpt is not None:
-        container = ck.load_container(ckpt)
+        ckpt = ck.resolve(GENERATOR_FILE if stage == "pretrain" else PRETRAIN_FILE, weights_dir)
+    container = ck.load_container(ckpt) if ckpt is not None else None
+    optim_states = {}
+    if container is not None:
+        discriminator = Discriminator(gc.size, gc.channel_multiplier, channels=gc.channels)
+        d_sd = ck.take(container, "d", path=ckpt)
+        ck.load_strict(discriminator, ck.with_default_kernels(discriminator, d_sd, path=ckpt), path=ckpt, what="d")
+    if container is not None and _is_stylegan2(container):
+        # pretrain_dualstylegan.py: the FFHQ StyleGAN2's g_ema fills the intrinsic generator of both
+        # DualStyleGANs (its d the discriminator); res and T_s keep their init, g_ema := generator.
+        # StyleGAN2's Adam states cover other parameters: the official script does not load them.
+        generator = seeded("dualstylegan", seed, lambda: dualstylegan_for(profile))
+        g_sd = ck.with_default_kernels(generator.generator, ck.take(container, "g_ema", path=ckpt), path=ckpt)
+        ck.load_strict(generator.generator, g_sd, path=ckpt, what="g_ema (StyleGAN2)")
+        g_ema = copy.deepcopy(generator)
+    elif container is not None:
         generator, g_ema = dualstylegan_for(profile), dualstylegan_for(profile)
         ck.load_strict(generator, ck.take(container, "g", path=ckpt), path=ckpt, what="g")
         ck.load_strict(g_ema, ck.take(container, "g_ema", path=ckpt), path=ckpt, what="g_ema")
-        d_sd = ck.take(container, "d", path=ckpt)
-        discriminator = Discriminator(gc.size, gc.channel_multiplier, channels=gc.channels)
-        ck.load_strict(discriminator, ck.with_default_kernels(discriminator, d_sd, path=ckpt), path=ckpt, what="d")
         optim_states = {k: container[k] for k in ("g_optim", "d_optim") if container.get(k) is not None}
     else:
         intrinsic = build_models(profile, methods=(), seed=seed).generator
         generator = seeded("dualstylegan", seed, lambda: dualstylegan_for(profile))
         generator.generator.load_state_dict(intrinsic.state_dict())
         g_ema = copy.deepcopy(generator)
-        optim_states = {}
         discriminator = seeded("discriminator", seed, lambda: Discriminator(
             gc.size, gc.channel_multiplier, channels=gc.channels))
 
@@ -146,6 +160,12 @@ def build_train_models(
     return TrainModels(generator, g_ema.eval(), discriminator, vgg, id_features,
                        pretrained=profile.needs_weights, loss_nets=loss_nets,
                        optim_states=optim_states).to(device)
+
+
+def _is_stylegan2(container) -> bool:
+    """A rosinality StyleGAN2 container (``g_ema`` keys start at ``style.``/``conv1.``), not a DualStyleGAN one."""
+    g_ema = container.get("g_ema") if isinstance(container, dict) else None
+    return isinstance(g_ema, dict) and "conv1.conv.weight" in g_ema
 
 
 def save_generator(path: str | os.PathLike, g_ema: DualStyleGAN) -> Path:

@@ -115,10 +115,19 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         # one stream per rank: ranks draw different batches, as upstream's per-GPU sampling
         self.rng = torch.Generator().manual_seed(config.seed * 1_000_003 + dist.rank())
-        # ADA: adaptive p unless --augment_p fixes it (official); p is the same on every rank
-        self.ada = (AdaptiveAugment(config.ada_target, config.ada_length, config.ada_every)
-                    if config.augment and config.augment_p == 0 else None)
+        self.ada = self._new_ada()
         dist.broadcast_parameters([g, d, self.g_ema])
+
+    def _new_ada(self) -> AdaptiveAugment | None:
+        """ADA: adaptive p unless --augment_p fixes it (official); p is the same on every rank."""
+        cfg = self.config
+        return AdaptiveAugment(cfg.ada_target, cfg.ada_length, cfg.ada_every) if cfg.augment and cfg.augment_p == 0 else None
+
+    def _start_stage(self) -> None:
+        """pretrain_dualstylegan.py calls its train() once per stage: each call starts a fresh
+        path-length mean and a fresh ADA controller (p = 0); only the models and optimisers carry over."""
+        self.mean_path_length = torch.zeros((), device=self.device)
+        self.ada = self._new_ada()
 
     # ------------------------------------------------------------------ random draws
 
@@ -348,7 +357,9 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """The next iteration of whichever schedule the config describes."""
         if isinstance(self.config, PretrainConfig):
-            _, stage_iter, inject, _ = self.pretrain_position()
+            stage, stage_iter, inject, _ = self.pretrain_position()
+            if stage_iter == 0 and stage > 0:
+                self._start_stage()
             return self.pretrain_step(inject_index=inject, stage_iter=stage_iter)
         return self.finetune_step()
 
