@@ -188,7 +188,7 @@ def _restyle_destylizer(models, schedule) -> Destylizer:
 
     def run(portraits: torch.Tensor) -> Destylization:
         with torch.no_grad():
-            out = redestyle(encoder, models.generator, portraits, schedule=schedule,
+            out = redestyle(encoder, models.decoder_for("restyle_psp"), portraits, schedule=schedule,
                             latent_avg=models.latent_avg, avg_image=models.avg_image)
         return Destylization(out.image, out.z_i)
 

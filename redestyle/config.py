@@ -117,3 +117,34 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# The destylization baseline (torch-free, so the CLI parser can show the defaults)
+
+
+@dataclass(frozen=True)
+class BaselineWeights:
+    """Loss weights of DualStyleGAN's destylize.py (lines 176-180): loss = Lperc + id LID + reg Lreg + noise Lnoise."""
+
+    id: float = 0.1
+    reg: float = 1.0
+    noise: float = 1e5
+
+
+@dataclass(frozen=True)
+class BaselineDefaults:
+    """The optimisation baseline's settings, defined once (DualStyleGAN destylize.py, commit b3f0cf8).
+
+    steps: ``--iter`` 300 Adam iterations; lr: 0.1 peak of the ramped schedule; truncation: 0.7,
+    applied toward w = 0 (``truncation_latent=0``); the colour copy starts at ``destylize.COLOR_FROM`` (8).
+    """
+
+    steps: int = 300
+    lr: float = 0.1
+    truncation: float = 0.7
+    weights: BaselineWeights = BaselineWeights()
+
+
+#: The one place the baseline's defaults live (CLI, notebooks, benchmarks and tests read it).
+BASELINE = BaselineDefaults()

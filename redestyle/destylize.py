@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .config import BASELINE, BaselineWeights
 from .inversion import Step, pool, restyle
 from .losses import id_loss, latent_std_loss, lr_ramp, noise_normalize_, noise_regularize
 from .viz import image_grid
@@ -52,31 +53,6 @@ from .viz import image_grid
 COLOR_FROM = 8
 
 
-@dataclass(frozen=True)
-class BaselineWeights:
-    """Loss weights of DualStyleGAN's destylize.py (lines 176-180): loss = Lperc + id LID + reg Lreg + noise Lnoise."""
-
-    id: float = 0.1
-    reg: float = 1.0
-    noise: float = 1e5
-
-
-@dataclass(frozen=True)
-class BaselineDefaults:
-    """The optimisation baseline's settings, defined once (DualStyleGAN destylize.py, commit b3f0cf8).
-
-    steps: ``--iter`` 300 Adam iterations; lr: 0.1 peak of the ramped schedule; truncation: 0.7,
-    applied toward w = 0 (``truncation_latent=0``); the colour copy starts at :data:`COLOR_FROM`.
-    """
-
-    steps: int = 300
-    lr: float = 0.1
-    truncation: float = 0.7
-    weights: BaselineWeights = BaselineWeights()
-
-
-#: The one place the baseline's defaults live (CLI, notebooks, benchmarks and tests read it).
-BASELINE = BaselineDefaults()
 METHODS = ("redestyle", "baseline")
 HANDOFFS = ("pool", "early")
 TRUNCATION_CENTERS = ("mean", "zero")
@@ -515,7 +491,7 @@ def make_destylizer(
         encoder, avg = models.encoder("restyle_psp"), models.latent_avg_for("restyle_psp")
 
         def run(images: torch.Tensor) -> Destylized:
-            return redestyle(encoder, models.generator, images, schedule=options.schedule,
+            return redestyle(encoder, models.decoder_for("restyle_psp"), images, schedule=options.schedule,
                              latent_avg=avg, avg_image=models.avg_image,
                              preserve_color=options.preserve_color, truncation=options.truncation,
                              truncation_center=options.truncation_center, handoff=options.handoff)

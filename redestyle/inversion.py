@@ -313,7 +313,7 @@ def invert(method: str, images: torch.Tensor, models, *, n_iters: int = 5, n_ste
     """
     if method not in METHODS:
         raise ValueError(f"unknown inversion method {method!r}; choose from {', '.join(METHODS)}")
-    g, avg = models.generator, models.latent_avg_for(method)
+    g, avg = models.decoder_for(method), models.latent_avg_for(method)
     start = time.perf_counter()
     losses: list[float] = []
     if method in ("psp", "e4e"):
@@ -322,7 +322,7 @@ def invert(method: str, images: torch.Tensor, models, *, n_iters: int = 5, n_ste
     elif method in ("restyle_psp", "restyle_e4e"):
         with torch.no_grad():
             steps = restyle(models.encoder(method), g, images, n_iters=n_iters, latent_avg=avg,
-                            avg_image=models.avg_image)
+                            avg_image=models.avg_image_for(method))
     elif method == "hyperstyle":
         hypernet, w_encoder = models.encoder("hyperstyle")
         with torch.no_grad():

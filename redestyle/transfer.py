@@ -96,14 +96,14 @@ def encode_content(models, image: Tensor, *, space: str) -> Tensor:
     """Content image [1, 3, R, R] in [-1, 1] -> intrinsic code [1, n_latent, D] in ``space``.
 
     W+: ReStyle-pSp, 5 iterations (the first round of Re-Destyle); z+: DualStyleGAN's ``encoder.pt``
-    (codes without latent_avg, the parity fixture's reading).
+    (``Models.encode_zplus``: latent_avg added only when the file's opts say start_from_latent_avg).
     """
     x = pool(image, models.profile.pool_size)
     if space == "W+":
-        steps = restyle(models.encoder("restyle_psp"), models.generator, x, n_iters=5,
+        steps = restyle(models.encoder("restyle_psp"), models.decoder_for("restyle_psp"), x, n_iters=5,
                         latent_avg=models.latent_avg, avg_image=models.avg_image)
         return steps[-1].latent
-    return models.encoder("dsg_zplus")(x)
+    return models.encode_zplus(x)  # + latent_avg when encoder.pt's opts say start_from_latent_avg
 
 
 def cli_transfer(args: argparse.Namespace) -> int:

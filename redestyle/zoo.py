@@ -75,7 +75,8 @@ class Models:
     g_prime: torch.nn.Module | None = None  # the baseline's fine-tuned generator (build_models(g_prime_style=...))
     zplus_from_avg: bool = False  # encoder.pt opts.start_from_latent_avg: add latent_avg to its z+ codes
     loss_nets: dict = field(default_factory=dict)  # loss network -> what it runs on (file, or random / none)
-    _avg_image: torch.Tensor | None = None
+    decoders: dict = field(default_factory=dict)  # method -> its checkpoint's own decoder, where it differs
+    _avg_images: dict = field(default_factory=dict)  # method -> [3, P, P] (decoded once)
 
     def encoder(self, method: str):
         try:
@@ -86,12 +87,22 @@ class Models:
     def latent_avg_for(self, method: str) -> torch.Tensor:
         return self.latent_avgs.get(method, self.latent_avg)
 
+    def decoder_for(self, method: str) -> torch.nn.Module:
+        """The StyleGAN2 a method decodes with: its checkpoint's ``decoder.*`` (what the official
+        pSp / e4e / ReStyle / HyperStyle code loads) where that differs from ``generator``."""
+        return self.decoders.get(method, self.generator)
+
+    def avg_image_for(self, method: str) -> torch.Tensor:
+        """ReStyle's average image [3, P, P] of a method: its decoder at its latent_avg (cached)."""
+        if method not in self._avg_images:
+            self._avg_images[method] = average_image(self.decoder_for(method), self.latent_avg_for(method),
+                                                     pool_size=self.profile.pool_size)
+        return self._avg_images[method]
+
     @property
     def avg_image(self) -> torch.Tensor:
-        """ReStyle's average image [3, P, P] (decoded once, cached)."""
-        if self._avg_image is None:
-            self._avg_image = average_image(self.generator, self.latent_avg, pool_size=self.profile.pool_size)
-        return self._avg_image
+        """ReStyle-pSp's average image [3, P, P] (the destylizer's; decoded once, cached)."""
+        return self.avg_image_for("restyle_psp")
 
     @property
     def label(self) -> str:
@@ -114,7 +125,7 @@ class Models:
     def to(self, device: str | torch.device) -> Models:
         """Move every network and tensor to ``device`` (in place); returns self."""
         device = torch.device(device)
-        modules = [self.generator, self.g_prime, self.lpips, self.id_features]
+        modules = [self.generator, self.g_prime, self.lpips, self.id_features, *self.decoders.values()]
         for value in self.encoders.values():
             modules += list(value) if isinstance(value, tuple) else [value]
         for m in modules:
@@ -122,8 +133,7 @@ class Models:
                 m.to(device)
         self.latent_avg = self.latent_avg.to(device)
         self.latent_avgs = {k: v.to(device) for k, v in self.latent_avgs.items()}
-        if self._avg_image is not None:
-            self._avg_image = self._avg_image.to(device)
+        self._avg_images = {k: v.to(device) for k, v in self._avg_images.items()}
         return self
 
 
@@ -211,7 +221,7 @@ def _official_models(profile: Profile, methods, weights_dir) -> Models:
 
     generator, g_avg = ck.load_stylegan2(path(GENERATOR_FILE))
     n_latent = profile.generator.n_latent
-    encoders, avgs = {}, {}
+    encoders, avgs, decoders = {}, {}, {}
     zplus_from_avg = False
     classes = _encoder_classes()
     for method in methods:
@@ -223,6 +233,8 @@ def _official_models(profile: Profile, methods, weights_dir) -> Models:
             encoders[method] = module.eval()
             if parts["latent_avg"] is not None:
                 avgs[method] = parts["latent_avg"]
+            if method != "dsg_zplus":  # destylize.py renders with stylegan2-ffhq-config-f.pt, not E's decoder
+                _own_decoder(decoders, method, parts["decoder_sd"], generator, file)
             if method == "dsg_zplus":
                 zplus_from_avg = bool(parts["opts"].get("start_from_latent_avg", False))  # pSp default
                 if zplus_from_avg and parts["latent_avg"] is None:
@@ -240,6 +252,7 @@ def _official_models(profile: Profile, methods, weights_dir) -> Models:
             encoders[method] = (hyper.eval(), w_enc.eval())
             if parts["latent_avg"] is not None:
                 avgs[method] = parts["latent_avg"]
+            _own_decoder(decoders, method, parts["decoder_sd"], generator, file)
     if g_avg is not None:
         default_avg = ck.normalize_latent_avg(g_avg, n_latent=n_latent)
     else:
@@ -247,7 +260,25 @@ def _official_models(profile: Profile, methods, weights_dir) -> Models:
             default_avg = generator.mean_latent(10000).reshape(1, -1).expand(n_latent, -1).clone()
     latent_avg = avgs.get("restyle_psp", default_avg)
     return Models(profile, generator, latent_avg, encoders, avgs, pretrained=True,
-                  zplus_from_avg=zplus_from_avg)
+                  zplus_from_avg=zplus_from_avg, decoders=decoders)
+
+
+def _own_decoder(decoders: dict, method: str, state_dict, generator, file) -> None:
+    """Record a checkpoint's ``decoder.*`` StyleGAN2 when it differs from ``generator``'s weights.
+
+    The official pSp / e4e / ReStyle / HyperStyle inference decodes with the decoder stored in its
+    own checkpoint (and its latent_avg). The released files hold the FFHQ generator unchanged, so
+    usually nothing is built (the shared generator serves); a file whose decoder differs gets its
+    own, strictly loaded. A file without decoder keys uses the generator.
+    """
+    if not state_dict:
+        return
+    own = generator.state_dict()
+    if own.keys() == state_dict.keys() and all(torch.equal(own[k], state_dict[k]) for k in own):
+        return
+    decoder = Generator(**ck.infer_generator_config(state_dict))
+    ck.load_strict(decoder, ck.with_default_kernels(decoder, state_dict, path=file), path=file, what="decoder")
+    decoders[method] = decoder.eval()
 
 
 #: The miniature world has one style, its renderer's portrait domain (g' = ``g_prime.pt``).

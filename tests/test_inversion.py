@@ -5,20 +5,25 @@ import torch
 from conftest import load_parity
 
 from redestyle import zoo
-from redestyle.inversion import METHODS, average_image, invert, pool, restyle
+from redestyle.inversion import METHODS, invert, pool, restyle
 
 LOOP_FIXTURES = {"restyle_psp_encoder": "restyle_psp", "restyle_e4e_ffhq_encoder": "restyle_e4e"}
 
 
 def _official_folder(tmp_path, fx, method):
     """Write the fixture's rule weights as the official files: the generator container and the
-    ReStyle container (state_dict with encoder./decoder. prefixes, latent_avg, opts)."""
+    ReStyle container (state_dict with encoder./decoder. prefixes, latent_avg, opts).
+
+    The generator file holds *another* StyleGAN2 (the dsg_destylize_step g', seed 1) and another
+    latent_avg: the official ReStyle inference decodes with its own checkpoint's decoder and
+    latent_avg, so the fixture's outputs are reached only if the loader makes the same choice.
+    """
     dec = fx.weights("stylegan2_ffhq1024")
-    enc = fx.weights()
-    torch.save({"g_ema": dec, "latent_avg": fx.data["latent_avg"][0].clone()},
-               tmp_path / zoo.GENERATOR_FILE)
+    other = fx.weights("dsg_destylize_step", manifest="manifest_gprime.json")
+    torch.save({"g_ema": other, "latent_avg": torch.zeros(512)}, tmp_path / zoo.GENERATOR_FILE)
+    del other
     encoder_type = {"restyle_psp": "BackboneEncoder", "restyle_e4e": "ProgressiveBackboneEncoder"}[method]
-    torch.save({"state_dict": {**{f"encoder.{k}": v for k, v in enc.items()},
+    torch.save({"state_dict": {**{f"encoder.{k}": v for k, v in fx.weights().items()},
                                **{f"decoder.{k}": v for k, v in dec.items()}},
                 "latent_avg": fx.data["latent_avg"].clone(),
                 "opts": {"encoder_type": encoder_type, "input_nc": 6, "output_size": 1024,
@@ -28,16 +33,17 @@ def _official_folder(tmp_path, fx, method):
 
 
 def _check_loop(fixture, tmp_path):
-    """The official ReStyle inference loop (5 iterations) through our checkpoint loaders."""
+    """The official ReStyle inference loop (5 iterations) through our checkpoint loaders and
+    ``inversion.invert``, the interface the notebooks and the CLI use."""
     fx = load_parity(fixture)
     method = LOOP_FIXTURES[fixture]
     models = zoo.build_models("ffhq1024", methods=[method],
                               weights_dir=_official_folder(tmp_path, fx, method))
+    assert models.decoder_for(method) is not models.generator  # the ReStyle file's own decoder
+    torch.testing.assert_close(models.latent_avg_for(method), fx.data["latent_avg"].float())
     with torch.no_grad():
-        avg = average_image(models.generator, models.latent_avg_for(method), pool_size=256)
-        fx.check("loop.avg_image", avg)
-        steps = restyle(models.encoder(method), models.generator, fx.data["x"], n_iters=5,
-                        latent_avg=models.latent_avg_for(method), avg_image=avg)
+        fx.check("loop.avg_image", models.avg_image_for(method))
+        steps = invert(method, fx.data["x"], models, n_iters=5).steps
     fx.check("loop.latents", torch.stack([s.latent for s in steps], dim=1))
     fx.check("loop.img64", torch.stack([pool(s.image, 64) for s in steps], dim=1))
     if "loop.final_img256" in fx.data:
@@ -125,3 +131,65 @@ def test_early_feedback_is_approximate_but_close_in_shape(tiny, images):
         fast = restyle(tiny.encoder("restyle_psp"), tiny.generator, images, early_feedback=True, **args)
     torch.testing.assert_close(exact[0].latent, fast[0].latent)  # iteration 1 sees the same input
     assert fast[-1].image.shape == exact[-1].image.shape
+
+
+# --- single-pass encoders through the official-file loaders (zoo) and inversion.invert --------------
+
+#: fixture -> (method, the container's opts as the official training wrote them)
+ENCODER_FIXTURES = {
+    "psp_encoder": ("psp", {"encoder_type": "GradualStyleEncoder", "input_nc": 3, "output_size": 1024,
+                            "start_from_latent_avg": True, "learn_in_w": False}),
+    "e4e_encoder": ("e4e", {"encoder_type": "Encoder4Editing", "input_nc": 3, "output_size": 1024,
+                            "start_from_latent_avg": True}),
+    "dsg_encoder_zplus": ("dsg_zplus", {"encoder_type": "GradualStyleEncoder", "input_nc": 3, "label_nc": 0,
+                                        "output_size": 1024, "start_from_latent_avg": False,
+                                        "learn_in_w": False}),
+}
+
+
+def _encoder_models(fixture, tmp_path):
+    """The fixture's rule weights as stylegan2-ffhq-config-f.pt + the encoder's official container,
+    loaded by ``zoo.build_models("ffhq1024")``."""
+    fx = load_parity(fixture)
+    method, opts = ENCODER_FIXTURES[fixture]
+    dec = fx.weights("stylegan2_ffhq1024")
+    torch.save({"g_ema": dec, "latent_avg": fx.data["latent_avg"][0].clone()}, tmp_path / zoo.GENERATOR_FILE)
+    torch.save({"state_dict": {**{f"encoder.{k}": v for k, v in fx.weights().items()},
+                               **{f"decoder.{k}": v for k, v in dec.items()}},
+                "latent_avg": fx.data["latent_avg"].clone(), "opts": opts},
+               tmp_path / zoo.ENCODER_FILES[method])
+    del dec
+    return fx, method, zoo.build_models("ffhq1024", methods=[method], weights_dir=tmp_path)
+
+
+@pytest.mark.parametrize("case", ["loader"])
+@torch.no_grad()
+def test_parity_psp_encoder(case, tmp_path):
+    fx, method, models = _encoder_models("psp_encoder", tmp_path)
+    step = invert(method, fx.data["x"], models).steps[-1]  # inversion.encode_once
+    fx.check("full.latent", step.latent)
+    fx.check("full.img256", pool(step.image, 256))
+    fx.check("full.img64", pool(pool(step.image, 256), 64))
+
+
+@pytest.mark.parametrize("case", ["loader"])
+@torch.no_grad()
+def test_parity_e4e_encoder(case, tmp_path):
+    fx, method, models = _encoder_models("e4e_encoder", tmp_path)
+    step = invert(method, fx.data["x"], models).steps[-1]
+    fx.check("full.latent", step.latent)
+    fx.check("full.img64", pool(pool(step.image, 256), 64))
+
+
+@pytest.mark.parametrize("case", ["loader"])
+@torch.no_grad()
+def test_parity_dsg_encoder_zplus(case, tmp_path):
+    fx, method, models = _encoder_models("dsg_encoder_zplus", tmp_path)
+    assert not models.zplus_from_avg  # the file's opts: start_from_latent_avg False
+    zplus = models.encode_zplus(fx.data["x"])
+    fx.check("zplus", zplus)
+    g = models.generator
+    fx.check("wplus", g.mapping_plus(zplus))
+    image = g([zplus], z_plus_latent=True, randomize_noise=False)[0]  # as destylize.baseline decodes z+
+    fx.check("img256", pool(image, 256))
+    fx.check("img64", pool(image, 64))

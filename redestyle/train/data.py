@@ -225,7 +225,7 @@ def destylized_pairs(
     with torch.no_grad():
         for start in range(0, len(names), batch):
             x = pool(images[start : start + batch].to(models.latent_avg.device), models.profile.pool_size)
-            result = redestyle(models.encoder("restyle_psp"), models.generator, x, schedule=schedule,
+            result = redestyle(models.encoder("restyle_psp"), models.decoder_for("restyle_psp"), x, schedule=schedule,
                                latent_avg=models.latent_avg, avg_image=models.avg_image)
             z_e.append(result.z_e.cpu())
             z_i.append(result.z_i.cpu())
