@@ -149,8 +149,9 @@ ERROR_CASES = {
                             "--ckpt", MINI_G_PRIME], "--style-index 7 out of range"),
     "train-no-weights": (["train", "finetune", "--codes", "codes_mini", "--images", "photos", "--out", "run",
                           "--profile", "ffhq1024"], "made with profile 'mini'"),
+    # pretraining starts from the FFHQ StyleGAN2, as pretrain_dualstylegan.py does
     "train-pretrain-no-weights": (["train", "pretrain", "--images", "photos", "--out", "run",
-                                   "--profile", "ffhq1024"], "missing weights file 'generator-pretrain.pt'"),
+                                   "--profile", "ffhq1024"], "missing weights file 'stylegan2-ffhq-config-f.pt'"),
     "train-no-codes": (["train", "finetune", "--images", "photos", "--out", "run"], "needs --codes DIR"),
     "train-names-do-not-match": (["train", "finetune", "--codes", "codes_mini", "--images", "other", "--out",
                                   "run"], "no image for 2 of the 2 codes"),
