@@ -38,7 +38,8 @@ from torch import nn
 
 from .render import render_batch, sample_params, to_tensor
 
-STAGES = ("generator", "oracle", "g_prime", "restyle_psp", "restyle_e4e", "psp", "e4e", "dsg_zplus")
+STAGES = ("generator", "oracle", "g_prime", "restyle_psp", "restyle_e4e", "psp", "e4e", "dsg_zplus",
+          "generator_sup")
 #: Where the ``mini`` profile reads its weights: the shipped ones (package data), or a folder of
 #: your own retrained files named by $REDESTYLE_MINI_WEIGHTS.
 SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -48,6 +49,13 @@ IMAGE_SIZE = 64
 
 # ---------------------------------------------------------------------------------------------
 # Data
+
+
+def draw_faces(n: int, seed: int) -> list:
+    """The first ``n`` faces (FaceParams) of the stream ``seed``: what :func:`render_set` renders
+    (and what :mod:`~redestyle.miniature.seeds` keeps apart between training and evaluation)."""
+    rng = np.random.default_rng(seed)
+    return [sample_params(rng) for _ in range(n)]
 
 
 def render_set(n: int, *, domain: str, seed: int, size: int = IMAGE_SIZE,
@@ -63,8 +71,7 @@ def render_set(n: int, *, domain: str, seed: int, size: int = IMAGE_SIZE,
         if path.exists():
             with np.load(path) as f:
                 return f["images"], f["params"]
-    rng = np.random.default_rng(seed)
-    params = [sample_params(rng) for _ in range(n)]
+    params = draw_faces(n, seed)
     images = render_batch(params, size=size, domain=domain)
     vectors = np.stack([p.to_vector() for p in params]).astype(np.float32)
     if path is not None:
@@ -168,15 +175,46 @@ def _mean_recent(log: list[dict], key: str, n: int = 10) -> float:
     return round(float(np.mean(values)), 6) if values else float("nan")
 
 
+def _save_carry(path: Path, step: int, modules: dict[str, nn.Module], states: dict,
+                log: list[dict], elapsed: float) -> None:
+    """A small resumable state for committing: modules in float16, ``states`` (e.g. random
+    streams) as they are, the log; no optimizer moments."""
+    from ..checkpoints import save_atomic
+
+    save_atomic({"step": step, "modules": {k: _half(m.state_dict()) for k, m in modules.items()},
+                 "states": {k: o.state_dict() for k, o in states.items()}, "log": log,
+                 "elapsed": elapsed}, path)
+
+
+def _load_carry(path: Path, modules: dict[str, nn.Module], states: dict) -> tuple[int, list[dict], float]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    for k, m in modules.items():
+        m.load_state_dict({n: v.float() if v.is_floating_point() else v for n, v in state["modules"][k].items()})
+    for k, o in states.items():
+        o.load_state_dict(state["states"][k])
+    print(f"[{path.name}] carried over at step {state['step']} (optimizer moments start afresh)", flush=True)
+    return state["step"], state["log"], state["elapsed"]
+
+
 def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
           modules: dict[str, nn.Module], optims: dict, *,
-          log_every: int, save_every: int, resume: bool) -> tuple[list[dict], float]:
+          log_every: int, save_every: int, resume: bool, carry: Path | None = None,
+          carry_keys: tuple[str, ...] = ()) -> tuple[list[dict], float]:
     """Run ``step_fn(step) -> losses`` from the saved step to ``steps``; log, save; -> (log, seconds).
 
     ``optims``: optimizers and lr schedulers (anything with ``state_dict`` / ``load_state_dict``),
     saved and restored with the modules, so a resumed run continues where it stopped.
+    ``carry``: also write the small state of :func:`_save_carry` there (with the ``carry_keys``
+    entries of ``optims``) at every save and at the end; a run without a state in ``out_dir``
+    (a fresh clone) resumes from it.
     """
-    start, log, elapsed = (_load_state(out_dir, stage, modules, optims) if resume else (0, [], 0.0))
+    carried = {k: optims[k] for k in carry_keys}
+    if not resume:
+        start, log, elapsed = 0, [], 0.0
+    elif carry is not None and carry.exists() and not _state_path(out_dir, stage).exists():
+        start, log, elapsed = _load_carry(carry, modules, carried)
+    else:
+        start, log, elapsed = _load_state(out_dir, stage, modules, optims)
     t0 = time.perf_counter() - elapsed
     acc: dict[str, list[float]] = {}
     for step in range(start, steps):
@@ -192,6 +230,8 @@ def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
             print(f"[{stage}] " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         if done % save_every == 0 and done < steps:
             _save_state(out_dir, stage, done, modules, optims, log, time.perf_counter() - t0)
+        if carry is not None and (done % save_every == 0 or done == steps):
+            _save_carry(carry, done, modules, carried, log, time.perf_counter() - t0)
     return log, time.perf_counter() - t0
 
 
@@ -217,6 +257,29 @@ def build_discriminator(seed: int = 0) -> nn.Module:
     return Discriminator(gc.size, gc.channel_multiplier, channels=gc.channels)
 
 
+def d_step(d: nn.Module, d_opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor, *,
+           r1_gamma: float | None, r1_every: int) -> dict:
+    """One discriminator step (logistic loss on real / fake [B, 3, S, S]) and, when ``r1_gamma`` is
+    given, the lazy R1 step after it (weighted by ``r1_every``, StyleGAN2's lazy regularisation).
+    ``fake`` must not carry gradients to G. -> the logged numbers (d, real, fake, r1)."""
+    from ..train.gan import d_logistic_loss, d_r1_loss
+
+    real_pred, fake_pred = d(real), d(fake)
+    d_loss = d_logistic_loss(real_pred, fake_pred)
+    d_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_opt.step()
+    out = {"d": d_loss.item(), "real": real_pred.mean().item(), "fake": fake_pred.mean().item()}
+    if r1_gamma is not None:
+        real.requires_grad_(True)
+        r1 = d_r1_loss(d(real), real)
+        d_opt.zero_grad(set_to_none=True)
+        (r1_gamma / 2 * r1 * r1_every).backward()
+        d_opt.step()
+        out["r1"] = r1.item()
+    return out
+
+
 def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batch: int, seed: int,
               lr: float, r1_gamma: float, mixing: float = 0.9, ema_kimg: float = 10.0,
               init: dict | None = None, log_every: int = 50, save_every: int = 500,
@@ -227,14 +290,7 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
     ``"g_optim"`` / ``"d_optim"`` when present (rosinality's ``--ckpt`` and DualStyleGAN's
     fine-tuning carry them over too). Returns (g_ema, log, seconds).
     """
-    from ..train.gan import (
-        accumulate,
-        d_logistic_loss,
-        d_r1_loss,
-        g_nonsaturating_loss,
-        mixing_noise,
-        requires_grad,
-    )
+    from ..train.gan import accumulate, g_nonsaturating_loss, mixing_noise, requires_grad
 
     torch.manual_seed(seed)
     g, d = build_generator(seed), build_discriminator(seed)
@@ -262,19 +318,8 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
         requires_grad(g, False)
         requires_grad(d, True)
         fake, _ = g(mixing_noise(batch, dim, mixing, device=real.device, generator=gen))
-        real_pred, fake_pred = d(real), d(fake)
-        d_loss = d_logistic_loss(real_pred, fake_pred)
-        d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_opt.step()
-        out = {"d": d_loss.item(), "real": real_pred.mean().item(), "fake": fake_pred.mean().item()}
-        if step % r1_every == 0:
-            real.requires_grad_(True)
-            r1 = d_r1_loss(d(real), real)
-            d_opt.zero_grad(set_to_none=True)
-            (r1_gamma / 2 * r1 * r1_every).backward()
-            d_opt.step()
-            out["r1"] = r1.item()
+        out = d_step(d, d_opt, real, fake, r1_gamma=r1_gamma if step % r1_every == 0 else None,
+                     r1_every=r1_every)
         requires_grad(g, True)
         requires_grad(d, False)
         fake, _ = g(mixing_noise(batch, dim, mixing, device=real.device, generator=gen))
@@ -492,6 +537,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--save-every", type=int, default=500, help="steps between resumable states")
     parser.add_argument("--fresh", action="store_true", help="ignore a saved state (no resume)")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="seed of the photo render set (portrait: + 1); default: the training "
+                             "stream of --seed (seeds.TRAINING); 0 reproduces the files shipped "
+                             "before the seed ranges")
+    sup = parser.add_argument_group("generator_sup")
+    sup.add_argument("--sup-steps", type=int, default=40000,
+                     help="supervised steps before the adversarial phase")
+    sup.add_argument("--eval-every", type=int, default=2000,
+                     help="steps between Fréchet distances in the log (0: none)")
+    sup.add_argument("--carry", default=None,
+                     help="folder of a small committed resumable state (float16, no optimizer moments)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.threads:
@@ -499,11 +555,17 @@ def main(argv: list[str] | None = None) -> int:
     out_dir, ship = Path(args.out), Path(args.ship)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = out_dir / "renders"
+    from .seeds import training_seed
 
-    if args.stage in ("generator", "g_prime"):
+    photo_seed = args.data_seed if args.data_seed is not None else training_seed("photo", args.seed)
+    portrait_seed = args.data_seed + 1 if args.data_seed is not None else training_seed("portrait", args.seed)
+
+    if args.stage == "generator_sup":
+        _main_generator_sup(args, argv, out_dir, ship)
+    elif args.stage in ("generator", "g_prime"):
         domain = "photo" if args.stage == "generator" else "portrait"
-        images, _ = render_set(args.n_images, domain=domain, seed=args.seed + (0 if domain == "photo" else 1),
-                               cache_dir=cache)
+        images, _ = render_set(args.n_images, domain=domain,
+                               seed=photo_seed if domain == "photo" else portrait_seed, cache_dir=cache)
         init = None
         if args.stage == "g_prime":
             init = torch.load(out_dir / "generator-final-full.pt", map_location="cpu", weights_only=True)
@@ -524,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
               record={"n_images": args.n_images, "batch": args.batch, "domain": domain,
                       "lr": lr, "r1_gamma": gamma})
     elif args.stage == "oracle":
-        images, vectors = render_set(args.n_images, domain="photo", seed=args.seed, cache_dir=cache)
+        images, vectors = render_set(args.n_images, domain="photo", seed=photo_seed, cache_dir=cache)
         steps = args.steps or 4000
         model, log, seconds = train_oracle(images, vectors, out_dir=out_dir, steps=steps,
                                            batch=args.batch, seed=args.seed, lr=args.lr or 2e-3,
@@ -538,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
               record={"n_images": args.n_images, "batch": args.batch,
                       "held_out_errors (2000 renders, seed + 100)": held})
     else:  # encoders
-        images, _ = render_set(args.n_images, domain="photo", seed=args.seed, cache_dir=cache)
+        images, _ = render_set(args.n_images, domain="photo", seed=photo_seed, cache_dir=cache)
         g, latent_avg = load_generator_file(ship / "generator.pt")
         steps = args.steps or 3000
         encoder, log, seconds = train_encoder(args.stage, g, latent_avg, images, out_dir=out_dir,
@@ -551,6 +613,29 @@ def main(argv: list[str] | None = None) -> int:
                       "iterations_per_batch": ENCODERS[args.stage][1],
                       "space": ENCODERS[args.stage][2]})
     return 0
+
+
+def _main_generator_sup(args, argv: list[str], out_dir: Path, ship: Path) -> None:
+    from .seeds import training_seed
+    from .supervised import generator_kwargs, train_generator_sup
+
+    steps = args.steps or 200000
+    lr = args.lr or 2e-3
+    gamma = args.r1 if args.r1 is not None else 0.05
+    g_ema, p, log, seconds = train_generator_sup(
+        out_dir=out_dir, steps=steps, sup_steps=args.sup_steps, batch=args.batch, seed=args.seed,
+        face_seed=training_seed("generator_sup", args.seed), lr=lr, gan_lr=lr, r1_gamma=gamma,
+        save_every=args.save_every, eval_every=args.eval_every,
+        carry_dir=Path(args.carry) if args.carry else None, resume=not args.fresh)
+    with torch.no_grad():
+        mean = g_ema.mean_latent(10000, generator=torch.Generator().manual_seed(args.seed))
+    _ship(ship, "generator_sup", g_ema, seed=args.seed, steps=steps, log=log, seconds=seconds,
+          command=_command(argv), payload={"latent_avg": mean.half(), "params_to_w": _half(p.state_dict()),
+                                           "generator_kwargs": generator_kwargs()},
+          record={"batch": args.batch, "sup_steps": args.sup_steps, "lr": lr, "r1_gamma": gamma,
+                  "face_stream_seed": training_seed("generator_sup", args.seed),
+                  "generator_kwargs": {k: v if not isinstance(v, dict) else {str(a): b for a, b in v.items()}
+                                       for k, v in generator_kwargs().items()}})
 
 
 if __name__ == "__main__":
