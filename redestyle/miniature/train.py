@@ -630,7 +630,7 @@ def _main_generator_sup(args, argv: list[str], out_dir: Path, ship: Path) -> Non
     with torch.no_grad():
         mean = g_ema.mean_latent(10000, generator=torch.Generator().manual_seed(args.seed))
     _ship(ship, "generator_sup", g_ema, seed=args.seed, steps=steps, log=log, seconds=seconds,
-          command=_command(argv), payload={"latent_avg": mean.half(), "params_to_w": _half(p.state_dict()),
+          command=_command(argv), payload={"latent_avg": mean.half(), "params_to_z": _half(p.state_dict()),
                                            "generator_kwargs": generator_kwargs()},
           record={"batch": args.batch, "sup_steps": args.sup_steps, "lr": lr, "r1_gamma": gamma,
                   "face_stream_seed": training_seed("generator_sup", args.seed),
