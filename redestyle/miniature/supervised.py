@@ -192,7 +192,7 @@ class FrechetMonitor:
 
 def train_generator_sup(*, out_dir: Path, steps: int, sup_steps: int, batch: int, seed: int,
                         face_seed: int, lr: float = 2e-3, gan_lr: float = 2e-3,
-                        r1_gamma: float = 0.05, rec_weight: float = 1.0, kl_weight: float = 1e-3,
+                        r1_gamma: float = 0.05, rec_weight: float = 1.0, kl_weight: float = 1e-4,
                         latent_adv_weight: float = 0.02, pool: int = 1024,
                         sup_mapping_lr_mul: float = 100.0, ema_kimg: float = 10.0,
                         channels: dict[int, int] | None = None, log_every: int = 50,
