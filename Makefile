@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine (see README):
 #   make reproduce   # every figure on the default profile, into figures/
 #   make test        # the whole suite: unit, parity, nbval
-# Both create .venv (pinned torch from the local wheel cache) when it is missing.
+# Both create .venv when it is missing, with the exact versions of requirements.lock (the suite
+# passed with them; torch comes from the local wheel cache).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -18,11 +19,11 @@ export JUPYTER_DATA_DIR := $(CURDIR)/$(VENV)/share/jupyter
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	mkdir -p .cache/ipython .cache/matplotlib .cache/torch .cache/jupyter
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --progress-bar off --quiet --upgrade pip setuptools
-	$(PY) -m pip install --progress-bar off --quiet -e '.[test]'
+	$(PY) -m pip install --progress-bar off --quiet -c requirements.lock --upgrade pip setuptools
+	$(PY) -m pip install --progress-bar off --quiet -c requirements.lock -e '.[test]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
@@ -34,8 +35,9 @@ test: $(STAMP)
 	mkdir -p .cache/ipython .cache/matplotlib .cache/torch .cache/jupyter
 	REDESTYLE_FIGURES_DIR=$(CURDIR)/.cache/test-figures $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(ARGS)
 
+# JupyterLab refuses to run as root without --allow-root; containers usually run as root.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 # make bench BENCH=restyle_iteration ARGS="--reps 3": one script of benchmarks/ (default: ops)
 BENCH ?= ops_and_generator

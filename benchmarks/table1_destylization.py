@@ -47,7 +47,7 @@ def write_inputs(folder: Path, data_dir: str | None, size: int, n: int) -> list[
     """The timed inputs as PNG files (the bundled samples unless --data)."""
     from PIL import Image
 
-    from redestyle.viz import to_uint8
+    from redestyle.imaging import to_uint8
 
     folder.mkdir(parents=True, exist_ok=True)
     if data_dir is None:

@@ -36,9 +36,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from . import metrics
-from .inversion import pool
+from .align import NoFaceError, align_face, detect_landmarks
+from .data import SAMPLE_STYLES, _stylise, sample_portraits
+from .destylize import baseline, redestyle
+from .imaging import pool, to_tensor, to_uint8
+from .nets.irse import Backbone, IDFeatures
 
 __all__ = [
     "CONSISTENCY_COLUMNS",
@@ -88,17 +93,13 @@ def stylised_group(photo: np.ndarray, *, size: int) -> torch.Tensor:
     samples (flat colours, ink outlines, a warm palette), so every group shares the same styles
     and only the person differs.
     """
-    from .data import SAMPLE_STYLES, _stylise
-    from .viz import to_tensor
-
     images = [photo if style == "photo" else _stylise(photo, style) for style in SAMPLE_STYLES]
     return torch.cat([to_tensor(img, size=size) for img in images])
 
 
 def _grace_hopper() -> np.ndarray:
     """matplotlib's sample photo of Grace Hopper (a real face with glasses), RGB uint8."""
-    from matplotlib import cbook
-    from PIL import Image
+    from matplotlib import cbook  # matplotlib ships the photo; imported only when it is read
 
     with cbook.get_sample_data("grace_hopper.jpg") as f:
         return np.asarray(Image.open(f).convert("RGB"))
@@ -110,8 +111,6 @@ def generated_photos(decoder, n: int, *, seed: int = 0, truncation: float = 0.7)
     With official FFHQ weights these are (aligned) faces of new identities; with the tiny
     profile's random weights they are not faces at all (mechanics only: dlib finds nothing).
     """
-    from .viz import to_uint8
-
     param = next(decoder.parameters())
     gen = torch.Generator(device=param.device).manual_seed(seed)
     with torch.no_grad():
@@ -139,9 +138,6 @@ def sample_groups(
     ``"generated_<i>"`` come from samples of ``decoder`` (:func:`generated_photos`) rendered the
     same way. Deterministic for a given ``seed``.
     """
-    from .align import align_face
-    from .data import sample_portraits
-
     groups: dict[str, torch.Tensor] = {}
     if real:
         groups["astronaut"] = torch.cat(list(sample_portraits(size).values()))
@@ -188,8 +184,6 @@ def identity_destylizer(portraits: torch.Tensor) -> Destylization:
 
 
 def _restyle_destylizer(models, schedule) -> Destylizer:
-    from .destylize import redestyle
-
     encoder = models.encoder("restyle_psp")
 
     def run(portraits: torch.Tensor) -> Destylization:
@@ -202,8 +196,6 @@ def _restyle_destylizer(models, schedule) -> Destylizer:
 
 
 def _baseline_destylizer(models, *, n_steps: int, truncation: float, seed: int) -> Destylizer:
-    from .destylize import baseline
-
     g = models.generator
     encode_zplus = models.encode_zplus
     gen_device = next(g.parameters()).device  # where the baseline draws its noise maps
@@ -254,8 +246,6 @@ def random_id_features(*, seed: int = 0, widths: Sequence[int] = (8, 16, 32, 64)
     Its cosine similarities measure image similarity, not identity: it only lets the tiny profile
     run the IR-SE50 consistency columns (mechanics only). Forward: [B, 3, S, S] -> unit [B, D].
     """
-    from .nets.irse import Backbone, IDFeatures
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return IDFeatures(Backbone(112, 50, "ir_se", widths=tuple(widths)).eval()).eval()
@@ -490,9 +480,6 @@ def closeup_boxes(
     Portrait and face share the FFHQ alignment, so the same box cuts the same part of both.
     Without a detected face, fixed boxes of the FFHQ layout are used.
     """
-    from .align import NoFaceError, detect_landmarks
-    from .viz import to_uint8
-
     try:
         landmarks, _ = detect_landmarks(to_uint8(portrait), source="portrait")
     except NoFaceError:

@@ -9,8 +9,18 @@ transform. Every step and constant is listed in ``shared/reference/alignment.md`
 Differences from the official scripts, all about robustness, none about geometry:
 - several faces: the largest detection is used (the official loop keeps the *last* one);
 - no face: :class:`NoFaceError` naming the file (the official scripts crash on an undefined name);
-- EXIF orientation is applied before detection (phone photos would otherwise lie on their side);
-- the folder runner reports every bad file, writes atomically and resumes.
+- inputs are read by the package's one input policy (``redestyle.imaging``): EXIF orientation
+  applied before detection (phone photos would otherwise lie on their side), alpha composited
+  over white, ``.ppm`` and 16-bit files accepted;
+- the folder runner reports every bad file, writes atomically and resumes, and locks its output
+  folder for the run;
+- ``upsample`` (``--upsample``) is exposed: faces that dlib finds only on an upsampled image
+  (small or soft ones) can be recovered, and the no-face line names the option.
+
+Inputs that are already FFHQ-aligned (DualStyleGAN's style sets, ``destylize`` inputs) should not
+be aligned again: the landmarks of the re-detected face differ from the ones the image was made
+with, so a second alignment moves the face by 5-11 px at 1024 (a slight shift and zoom). Give
+such images to ``redestyle destylize`` directly.
 
 dlib models are loaded on first use (never at import) from the ``face-recognition-models``
 package, whose files are the ones the official scripts download from dlib.net.
@@ -21,17 +31,19 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from .fileio import REPORT, atomic_write, folder_report, save_json
+from .folderlock import lock_folder
+from .imaging import IMAGE_SUFFIXES, as_rgb_uint8, is_image_name, open_rgb
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +59,7 @@ __all__ = [
     "dlib_model_path",
     "face_quad",
     "load_image",
-    "main",
 ]
-
-# Files the folder runner tries to align; anything else in the folder is listed as "ignored".
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # iBUG-68 index groups (alignment.md section 1).
 LEFT_EYE = slice(36, 42)
@@ -62,9 +70,11 @@ MOUTH_LEFT, MOUTH_RIGHT = 48, 54
 class NoFaceError(ValueError):
     """dlib found no face in an image; ``source`` names the file (or 'image')."""
 
-    def __init__(self, source: str = "image", detail: str = "") -> None:
+    def __init__(self, source: str = "image", detail: str = "", *, upsample: int = 1) -> None:
         self.source = source
-        msg = f"{source}: no face found (dlib HOG detector, upsample 1)"
+        # dlib finds small or blurred faces only on an upsampled image: name the option that helps
+        msg = (f"{source}: no face found (dlib HOG detector, upsample {upsample}; "
+               f"try --upsample {upsample + 1})")
         super().__init__(f"{msg}; {detail}" if detail else msg)
 
 
@@ -107,40 +117,14 @@ def _predictor68():
 # images
 
 
-def as_rgb_uint8(image: np.ndarray | Image.Image) -> np.ndarray:
-    """Return ``image`` as a contiguous RGB uint8 array [H, W, 3].
-
-    Accepts a PIL image of any mode, or an array [H, W] (grey), [H, W, 3] or [H, W, 4]
-    (alpha dropped) of uint8 values, or of floats in [0, 1].
-    """
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise TypeError(f"image dtype {arr.dtype}: expected uint8, or floats in [0, 1]")
-        arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"image shape {arr.shape}: expected [H, W], [H, W, 3] or [H, W, 4]")
-    return np.ascontiguousarray(arr[:, :, :3])
-
-
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB, with its EXIF orientation applied.
+    """Open an image file as RGB by the package's input policy (:func:`redestyle.imaging.open_rgb`:
+    EXIF orientation applied, alpha composited over white, grey / 16-bit / CMYK converted).
 
-    Raises ``ValueError`` naming the file when it is not a readable image.
+    Any size is accepted (alignment makes the square). Raises :class:`~redestyle.imaging.ImageReadError`
+    (a ``ValueError``) naming the file when it cannot be used.
     """
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
-    except UnidentifiedImageError as err:
-        raise ValueError(f"{path}: not an image (PIL does not recognise the format)") from err
-    except (OSError, Image.DecompressionBombError, SyntaxError) as err:
-        # Truncated or corrupt files.
-        raise ValueError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
+    return open_rgb(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,7 +163,7 @@ def detect_face(
     rgb = as_rgb_uint8(image)
     boxes, scores, _ = _detector().run(rgb, upsample, 0.0)
     if len(boxes) == 0:
-        raise NoFaceError(source)
+        raise NoFaceError(source, upsample=upsample)
     best = _pick_face([b.width() * b.height() for b in boxes], scores)
     box = boxes[best]
     info = {
@@ -356,14 +340,6 @@ def align_face(
 # folder runner
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    """Write through ``write(file_object)`` to a temporary file, then rename onto ``path``."""
-    from .checkpoints import atomic_write
-
-    with atomic_write(path) as f:
-        write(f)
-
-
 def _list_inputs(in_dir: Path, out_dir: Path) -> list[Path]:
     """Every file under ``in_dir`` (recursive, sorted), skipping hidden files and ``out_dir``."""
     out_resolved = out_dir.resolve()
@@ -384,8 +360,12 @@ def align_folder(
     *,
     size: int = 1024,
     transform_size: int | None = None,
+    upsample: int = 1,
 ) -> dict[str, Any]:
     """Align every image under ``in_dir`` into ``out_dir`` as ``<relative path stem>.png``.
+
+    upsample: dlib detector upsampling (1 as the official scripts; 2 finds smaller faces, slower).
+    ``out_dir`` is locked for the run (``folderlock``): a second run on it is refused.
 
     Sub-folders are mirrored. Bad files (unreadable, not an image, no face) are logged and
     reported, never fatal. Outputs are written atomically (temporary file + ``os.replace``), so
@@ -393,14 +373,23 @@ def align_folder(
     (resume). Files without an image suffix (:data:`IMAGE_SUFFIXES`) are listed as ignored.
 
     Returns:
-        The report, also written to ``out_dir/report.json``:
-        ``{"size", "n_ok", "n_skipped", "n_failed", "n_ignored", "files": {relative input path:
-        {"status": "ok"|"skipped"|"failed"|"ignored", "output", "error", "n_faces", "seconds"}}}``.
+        The report, also written to ``out_dir/report.json`` in the one folder-job layout
+        (:func:`redestyle.fileio.folder_report`): ``{"size", "images": {relative input path:
+        {"status": "ok"|"skipped"|"failed"|"ignored", "output", "error", "n_faces", "seconds"}},
+        "summary": {"images", "ok", "failed", "skipped", "ignored"}, "failed": {path: error}}``.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise NotADirectoryError(f"{in_dir}: input folder does not exist")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if upsample < 0:
+        raise ValueError(f"--upsample must be >= 0, got {upsample}")
+    with lock_folder(out_dir):
+        return _align_folder(in_dir, out_dir, size=size, transform_size=transform_size, upsample=upsample)
+
+
+def _align_folder(in_dir: Path, out_dir: Path, *, size: int, transform_size: int | None,
+                  upsample: int) -> dict[str, Any]:
+    """align_folder's body, run while holding ``out_dir``'s lock."""
 
     files: dict[str, dict[str, Any]] = {}
     claimed: dict[Path, str] = {}  # output -> input that owns it (a.jpg and a.png collide)
@@ -408,7 +397,7 @@ def align_folder(
         rel = path.relative_to(in_dir).as_posix()
         entry: dict[str, Any] = {"status": "ignored", "output": None, "error": None}
         files[rel] = entry
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
+        if not is_image_name(path):
             continue
         out_path = out_dir / Path(rel).with_suffix(".png")
         entry["output"] = out_path.relative_to(out_dir).as_posix()
@@ -426,10 +415,11 @@ def align_folder(
         start = time.perf_counter()
         try:
             img = load_image(path)
-            landmarks, info = detect_landmarks(np.asarray(img), source=rel)
+            landmarks, info = detect_landmarks(np.asarray(img), source=rel, upsample=upsample)
             aligned = align_face(img, size=size, transform_size=transform_size, landmarks=landmarks)
             out_path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(out_path, lambda f, im=aligned: im.save(f, format="PNG"))
+            with atomic_write(out_path) as f:
+                aligned.save(f, format="PNG")
         # NoFaceError and load_image's errors are ValueErrors; dlib raises RuntimeError.
         except (ValueError, OSError, RuntimeError) as err:
             entry.update(status="failed", error=str(err))
@@ -438,39 +428,13 @@ def align_folder(
             entry.update(status="ok", n_faces=info["n_faces"])
         entry["seconds"] = round(time.perf_counter() - start, 3)
 
-    statuses = [e["status"] for e in files.values()]
-    report = {
-        "size": size,
-        "n_ok": statuses.count("ok"),
-        "n_skipped": statuses.count("skipped"),
-        "n_failed": statuses.count("failed"),
-        "n_ignored": statuses.count("ignored"),
-        "files": files,
-    }
-    payload = json.dumps(report, indent=2).encode()
-    _atomic_write_bytes(out_dir / "report.json", lambda f: f.write(payload))
+    report = folder_report(files, size=size)
+    save_json(out_dir / REPORT, report)
     return report
 
 
 # --------------------------------------------------------------------------------------------
-# command line: `redestyle align IN_DIR OUT_DIR [--size 1024]`
-
-
-def add_align_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``align`` verb's arguments to ``parser`` (for cli.py's sub-command)."""
-    parser.add_argument("in_dir", help="folder of photos or portraits (searched recursively)")
-    parser.add_argument("out_dir", help="where the aligned PNGs and report.json go")
-    parser.add_argument(
-        "--size", type=int, default=1024, help="output side in pixels (default 1024)"
-    )
-    parser.add_argument(
-        "--transform-size",
-        type=int,
-        default=None,
-        help="QUAD transform side before the final resize (default 4*size as FFHQ; "
-        "the pSp/DualStyleGAN encoder scripts use size)",
-    )
-    return parser
+# command line: `redestyle align IN_DIR OUT_DIR [--size 1024]` (options: cli.add_align_arguments)
 
 
 def cli_align(args: argparse.Namespace) -> int:
@@ -480,24 +444,15 @@ def cli_align(args: argparse.Namespace) -> int:
     line goes to stdout.
     """
     report = align_folder(
-        args.in_dir, args.out_dir, size=args.size, transform_size=args.transform_size
+        args.in_dir,
+        args.out_dir,
+        size=args.size,
+        transform_size=args.transform_size,
+        upsample=args.upsample,
     )
+    n = report["summary"]
     print(
-        f"aligned {report['n_ok']}, already done {report['n_skipped']}, failed {report['n_failed']}, "
-        f"ignored {report['n_ignored']} -> {Path(args.out_dir) / 'report.json'}"
+        f"aligned {n['ok']}, already done {n.get('skipped', 0)}, failed {n['failed']}, "
+        f"ignored {n.get('ignored', 0)} -> {Path(args.out_dir) / REPORT}"
     )
-    return 1 if report["n_failed"] else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m redestyle.align IN_DIR OUT_DIR [--size 1024]``; returns the exit status."""
-    parser = add_align_arguments(
-        argparse.ArgumentParser(
-            prog="redestyle align", description="FFHQ-align the faces in a folder (dlib)"
-        )
-    )
-    return cli_align(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return 1 if n["failed"] else 0

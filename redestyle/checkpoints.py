@@ -21,7 +21,6 @@ stylegan2.md §5, losses.md §2); file names are the ones the official notebooks
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -30,13 +29,16 @@ import math
 import os
 import pickle
 import sys
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import torch
+
+from .fileio import atomic_write, save_atomic
+from .nets.stylegan2 import Discriminator, Generator
 
 log = logging.getLogger(__name__)
 
@@ -625,8 +627,6 @@ def load_stylegan2(
     (with_default_kernels). Returns (generator in eval mode on the CPU, latent_avg float32
     [style_dim] as stored in the official file, or None when the file has none).
     """
-    from redestyle.nets.stylegan2 import Generator
-
     path = Path(path)
     container = load_container(path)
     state_dict = _entry_or_bare(container, which, path, probe="conv1.conv.weight")
@@ -658,8 +658,6 @@ def load_discriminator(
     Constructor arguments not in ``kwargs`` are inferred from the weight shapes. Returns the
     discriminator (eval mode, CPU), strictly loaded.
     """
-    from redestyle.nets.stylegan2 import Discriminator
-
     path = Path(path)
     container = load_container(path)
     state_dict = _entry_or_bare(container, which, path, probe="convs.0.0.weight")
@@ -801,8 +799,6 @@ def load_codes(path: str | os.PathLike) -> dict[str, Any]:
     Equivalent to ``np.load(path, allow_pickle=True).item()`` but the embedded pickle may only
     rebuild numpy arrays and dicts. Raises CorruptCheckpointError otherwise.
     """
-    import numpy as np
-
     path = Path(path)
     if not path.is_file():
         raise MissingWeightsError(missing_message(path.name, path, from_folder=False))
@@ -830,43 +826,6 @@ def load_codes(path: str | os.PathLike) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------
 # Our own files: atomic writes, format 1
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file next to ``path``; on success rename it over ``path`` (os.replace).
-
-    If the body raises, the temporary file is removed and ``path`` is untouched, so a reader
-    never sees a partial file (and a resumed run never trusts one).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj, path)`` through a temporary file and os.replace; returns the path."""
-    path = Path(path)
-    with atomic_write(path) as f:
-        torch.save(obj, f)
-    return path
 
 
 def _plain_config(config: Any) -> dict[str, Any]:

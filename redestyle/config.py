@@ -106,6 +106,11 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+#: The profile of every verb and notebook when none is given: trained weights that ship with the
+#: package (``ffhq1024`` needs the official weights folder, which is never assumed).
+DEFAULT_PROFILE = "mini"
+
+
 def get_profile(name: str) -> Profile:
     """Look up a profile by name with an error listing the known ones."""
     try:

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from .inversion import Step, pool, restyle
 from .losses import id_loss, latent_std_loss, lr_ramp, noise_normalize_, noise_regularize
+from .viz import image_grid
 
 #: DualStyleGAN copies z_e[:, 8:18] into z_i: the layers from the second 64 px conv on (colour/texture).
 COLOR_FROM = 8
@@ -464,8 +465,6 @@ def schedule_explorer(models, portraits: Mapping[str, torch.Tensor], *, schedule
         return None
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
-
-    from .viz import image_grid
 
     def show(schedule: str):
         rows, labels, cols = schedule_grid(portraits, run_schedules(models, portraits, [schedule]))

@@ -14,7 +14,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import data, metrics
 from .inversion import METHODS, Inversion, invert, pool
+from .miniature import world
+
+
+def default_portraits(profile: str, size: int) -> dict[str, torch.Tensor]:
+    """The portraits the notebooks use without a ``data_dir``: name -> [1, 3, size, size].
+
+    ``mini``: portrait-domain renders of the miniature world (:func:`redestyle.miniature.world.
+    named_portraits`, whose answers are known); other profiles: :func:`redestyle.data.sample_portraits`.
+    """
+    if profile == "mini":
+        return world.named_portraits(size=size)
+    return data.sample_portraits(size)
 
 
 @dataclass
@@ -50,8 +63,6 @@ def compare_encoders(
     similarity, averaged over the pairs where dlib finds both faces; ``dlib_found`` counts them)
     and ``sec_per_image`` (wall time of the batch / N).
     """
-    from . import metrics
-
     names = list(portraits)
     x = torch.cat([portraits[n] for n in names])
     size = x.shape[-1]

@@ -6,19 +6,19 @@
   [1, n_latent, D] (DualStyleGAN's layout; read with ``np.load(p, allow_pickle=True).item()``,
   or safely with ``checkpoints.load_codes``), keys in the folder's sorted order,
 * ``codes_meta.json``: the latent space (W+ or z+), method, schedule, profile, options,
-* ``previews/<name>.png``: input | reconstruction | destylized,
+* ``previews/<name>.png``: input | reconstruction | destylized, under a strip naming the columns,
 * ``report.json``: per-image status, error and seconds, and a summary.
 
 Inputs are processed in sorted order; every batch's results (one image at the default batch 1)
-are committed at once through a temporary file and ``os.replace`` (``checkpoints.atomic_write``),
+are committed at once through a temporary file and ``os.replace`` (``fileio.atomic_write``),
 so a kill loses at most the batch in flight, and a re-run skips what is done and gives the same
 codes as an uninterrupted run.
 
-Input policy (``data.load_image``): inputs are FFHQ-aligned square faces. Any readable image
+Input policy (``imaging.load_image``): inputs are FFHQ-aligned square faces. Any readable image
 that converts to RGB (greyscale, palette, CMYK, 16-bit, RGBA composited over white; EXIF
 orientation applied) is accepted and resized to the encoder size. A file that is not an image,
-empty, truncated or unreadable, not square, smaller than ``data.MIN_SIDE`` px or larger than
-``data.MAX_PIXELS`` is not guessed at: it is recorded in report.json with one line naming the
+empty, truncated or unreadable, not square, smaller than ``imaging.MIN_SIDE`` px or larger than
+``imaging.MAX_PIXELS`` is not guessed at: it is recorded in report.json with one line naming the
 file and the problem (non-square and too-small files are told to run ``redestyle align``), the
 run goes on, and ``redestyle destylize`` exits with status 1. ``cli_destylize`` is that verb.
 """
@@ -29,20 +29,26 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
-from .checkpoints import atomic_write, load_codes
-from .config import PROFILES
-from .data import MIN_SIDE, ImageReadError, list_images, load_image
+from . import destylize as ds
+from . import zoo
+from .checkpoints import load_codes
+from .config import get_profile
+from .fileio import REPORT, atomic_write, folder_report, save_json
+from .folderlock import FolderInUseError, lock_folder
+from .imaging import ImageReadError, list_images, load_image, pool, to_uint8
 
 log = logging.getLogger(__name__)
 
-EXSTYLE, INSTYLE, META, REPORT = "exstyle_code.npy", "instyle_code.npy", "codes_meta.json", "report.json"
+EXSTYLE, INSTYLE, META = "exstyle_code.npy", "instyle_code.npy", "codes_meta.json"
 PREVIEWS = "previews"
 
 
@@ -50,12 +56,6 @@ def save_codes(path: str | os.PathLike, codes: dict[str, np.ndarray]) -> None:
     """np.save a dict name -> float32 array atomically (DualStyleGAN's ``*_code.npy`` format)."""
     with atomic_write(path) as f:
         np.save(f, codes, allow_pickle=True)
-
-
-def save_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented, key-sorted JSON atomically."""
-    with atomic_write(path) as f:
-        f.write(json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
 def _read_codes(path: Path) -> dict[str, np.ndarray]:
@@ -75,7 +75,15 @@ def _check_meta(meta_path: Path, meta: dict) -> None:
                          "use another --out folder or the same options")
 
 
-def destylize_folder(
+def destylize_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) -> dict:
+    """Destylize every image of ``in_dir`` into ``out_dir`` (module docstring; arguments as
+    :func:`_destylize_folder`) while holding ``out_dir``'s lock: a second run on the folder is
+    refused with ``folderlock.FolderInUseError`` naming the folder and the holder's PID."""
+    with lock_folder(out_dir):
+        return _destylize_folder(in_dir, out_dir, **kwargs)
+
+
+def _destylize_folder(
     in_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
@@ -157,66 +165,44 @@ def destylize_folder(
         done += len(chunk)
         if progress is not None:
             progress(done, len(paths), chunk[-1])
-    statuses = [report["images"][n]["status"] for n in names if n in report["images"]]
-    report["summary"] = {"images": len(paths), "ok": statuses.count("ok"), "failed": statuses.count("failed")}
-    report["failed"] = {n: report["images"][n]["error"] for n in names
-                        if report["images"].get(n, {}).get("status") == "failed"}
+    report = folder_report(report["images"], names=names)
     save_json(report_path, report)
     return report
 
 
+PREVIEW_LABELS = ("input", "reconstruction", "destylized")
+
+
 def _save_preview(path: Path, images: list[torch.Tensor], size: int) -> None:
-    from PIL import Image
-
-    from .inversion import pool
-    from .viz import to_uint8
-
     row = np.concatenate([to_uint8(pool(im.unsqueeze(0), size)[0]) for im in images], axis=1)
+    row = np.concatenate([_label_strip(PREVIEW_LABELS, size), row], axis=0)
     with atomic_write(path) as f:
         Image.fromarray(row).save(f, format="PNG")
 
 
+def _label_strip(labels: tuple[str, ...], width: int) -> np.ndarray:
+    """A white strip [H, len(labels) * width, 3] uint8 with each label centred over its column.
+
+    The font shrinks until the longest label fits its column (64 px columns on mini/tiny: about
+    6 px type; 256 px at 1024); H = max(12, width // 8).
+    """
+    height = max(12, width // 8)
+    strip = Image.new("RGB", (width * len(labels), height), "white")
+    draw = ImageDraw.Draw(strip)
+    for font_size in range(height - 2, 5, -1):
+        font = ImageFont.load_default(size=font_size)
+        if all(draw.textlength(label, font=font) <= width - 2 for label in labels):
+            break
+    _, top, _, bottom = draw.textbbox((0, 0), "".join(labels), font=font)  # one baseline for all
+    for k, label in enumerate(labels):
+        left, _, right, _ = draw.textbbox((0, 0), label, font=font)
+        draw.text((k * width + (width - right - left) / 2, (height - bottom - top) / 2), label, fill="black",
+                  font=font)
+    return np.asarray(strip)
+
+
 # ------------------------------------------------------------------------------------------------
 # `redestyle destylize`
-
-
-def add_destylize_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``destylize`` verb's arguments to ``parser`` (for cli.py's sub-command)."""
-    parser.add_argument("in_dir", help="folder of FFHQ-aligned square portraits (searched recursively). "
-                        "Any image convertible to RGB (grey, palette, CMYK, 16-bit, RGBA over white) "
-                        "is resized to the network size; files that are not images, not square or "
-                        f"under {MIN_SIDE} px are reported (one line each, run `redestyle align` on raw "
-                        "photos) and skipped, and the exit status is then 1")
-    parser.add_argument("--out", dest="out_dir", required=True,
-                        help="where exstyle_code.npy, instyle_code.npy, codes_meta.json, previews/ "
-                        "and report.json go (re-running resumes)")
-    parser.add_argument("--method", choices=["redestyle", "baseline"], default="redestyle",
-                        help="Re-Destyle (encoder only, W+ codes) or DualStyleGAN's optimization "
-                        "baseline (z+ codes; needs g'); default redestyle")
-    parser.add_argument("--schedule", default="5-3-1", help="Re-Destyle rounds of ReStyle iterations "
-                        "(default 5-3-1; e.g. 6-4-2)")
-    parser.add_argument("--profile", choices=list(PROFILES), default="tiny",
-                        help="network configuration (ffhq1024 needs --weights; default tiny)")
-    parser.add_argument("--weights", default=None, help="official weights folder (default $REDESTYLE_WEIGHTS)")
-    parser.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
-    parser.add_argument("--steps", type=int, default=300, help="baseline Adam steps (default 300)")
-    parser.add_argument("--preserve-color", action="store_true",
-                        help="Re-Destyle: copy z_e entries 8.. into z_i (the baseline always does)")
-    parser.add_argument("--truncation", type=float, default=None,
-                        help="Re-Destyle: truncate z_i toward latent_avg with this psi (default off); "
-                        "baseline: render psi (default 0.7, toward w = 0 as DualStyleGAN)")
-    parser.add_argument("--handoff", choices=["pool", "early"], default="pool",
-                        help="Re-Destyle: 'pool' pools the full output between iterations (exact, "
-                        "default); 'early' stops the generator at the encoder size (approximate)")
-    parser.add_argument("--style", default=None,
-                        help="baseline: style folder of g' (<weights>/<style>/finetune-000600.pt)")
-    parser.add_argument("--seed", type=int, default=0, help="tiny weights / baseline noise seed (default 0)")
-    parser.add_argument("--no-previews", action="store_true", help="do not write previews/*.png")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar on stderr (it is also off when stderr is not a terminal; "
-                        "then one '[done/total] name' line per batch goes to stdout)")
-    return parser
 
 
 def cli_destylize(args: argparse.Namespace) -> int:
@@ -225,12 +211,6 @@ def cli_destylize(args: argparse.Namespace) -> int:
     Progress lines and one line per failed image (name and problem) go to stdout; bad options,
     missing weights or a mismatched output folder are one line on stderr (exit 1).
     """
-    import sys
-
-    from . import destylize as ds
-    from . import zoo
-    from .config import get_profile
-
     try:
         profile = get_profile(args.profile)
         style = args.style
@@ -252,6 +232,9 @@ def cli_destylize(args: argparse.Namespace) -> int:
     except (ValueError, OSError, RuntimeError) as err:  # bad option, missing or broken weights
         print(f"redestyle destylize: {err}", file=sys.stderr)
         return 1
+    if not models.pretrained:
+        print(f"redestyle destylize: warning: {profile.label}: the codes show mechanics only, not "
+              "destylization (use --profile mini or ffhq1024)", file=sys.stderr)
     fn = ds.make_destylizer(models, options, seed=args.seed)
     meta = {**options.meta(), "profile": profile.name, "n_latent": profile.generator.n_latent,
             "style_dim": profile.generator.style_dim, "pretrained": models.pretrained,
@@ -281,7 +264,7 @@ def cli_destylize(args: argparse.Namespace) -> int:
                                   meta=meta, batch=args.batch, device=device,
                                   save_preview=not args.no_previews,
                                   progress=progress)
-    except (ValueError, OSError) as err:  # missing input folder, mismatched codes_meta.json
+    except (ValueError, OSError, FolderInUseError) as err:  # missing input, mismatched meta, folder in use
         print(f"redestyle destylize: {err}", file=sys.stderr)
         return 1
     finally:
@@ -290,6 +273,7 @@ def cli_destylize(args: argparse.Namespace) -> int:
     for name, error in report["failed"].items():
         print(f"FAILED {name}: {error}")
     s = report["summary"]
-    print(f"destylized {s['ok']} of {s['images']} images, {s['failed']} failed "
-          f"({meta['space']} codes) -> {Path(args.out_dir)}")
+    print(f"destylized {s['ok']} of {s['images']} images, {s['failed']} failed ({meta['space']} codes, "
+          f"profile {profile.name}, {'trained' if models.pretrained else 'random'} weights) -> "
+          f"{Path(args.out_dir)}")
     return 1 if s["failed"] else 0

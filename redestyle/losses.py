@@ -5,6 +5,8 @@ Nothing here opens files: weights arrive as state dicts from ``redestyle.checkpo
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -23,8 +25,6 @@ class LPIPS(nn.Module):
 
     def __init__(self, vgg16_state_dict: Mapping[str, torch.Tensor] | None = None):
         super().__init__()
-        import warnings
-
         import lpips  # imported lazily: it pulls in torchvision models
 
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated ``pretrained=``
@@ -101,8 +101,6 @@ def lr_ramp(t: float, lr: float, *, rampdown: float = 0.25, rampup: float = 0.05
 
     t: progress in [0, 1]. Note lr(0) = 0.
     """
-    import math
-
     ramp = min(1.0, (1.0 - t) / rampdown)
     ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
     return lr * ramp * min(1.0, t / rampup)

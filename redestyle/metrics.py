@@ -40,8 +40,8 @@ from redestyle.align import (
     detect_landmarks,
     dlib_model_path,
 )
+from redestyle.imaging import pool, to_uint8
 from redestyle.nets.irse import IDFeatures
-from redestyle.viz import to_uint8
 
 __all__ = [
     "ATTRIBUTES",
@@ -118,9 +118,7 @@ def _to_batch256(images: Images) -> torch.Tensor:
         batch = torch.stack(items)
     if batch.ndim != 4 or batch.shape[1] != 3 or batch.shape[2] != batch.shape[3]:
         raise ValueError(f"images shape {tuple(batch.shape)}: expected square [B, 3, S, S]")
-    if batch.shape[-1] != 256:
-        batch = F.adaptive_avg_pool2d(batch, (256, 256))
-    return batch
+    return pool(batch, 256)
 
 
 def _names(names: Sequence[str] | None, n: int) -> list[str]:
@@ -192,7 +190,7 @@ def irse50_embedder(backbone: torch.nn.Module) -> EmbedFn:
     def embed(x: torch.Tensor) -> torch.Tensor:
         param = next(backbone.parameters())
         x = x.to(device=param.device, dtype=param.dtype)
-        x = F.adaptive_avg_pool2d(IDFeatures.crop(x), (112, 112))  # the one definition of the crop
+        x = pool(IDFeatures.crop(x), 112)  # the one definition of the crop
         return F.normalize(backbone(x), dim=1)
 
     return embed

@@ -13,15 +13,25 @@ code: the intrinsic-only face.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
-from .config import PROFILES
+from . import checkpoints as ck
+from . import zoo
+from .config import DEFAULT_PROFILE, get_profile
+from .imaging import load_image, pool, to_uint8
+from .inversion import restyle
 from .nets.dualstylegan import DualStyleGAN, style_transfer
+from .train.data import check_codes_profile, read_space
+from .train.models import load_dualstylegan
 
 log = logging.getLogger(__name__)
 
@@ -82,41 +92,12 @@ def transfer_grid(
 # ------------------------------------------------------------------ command line
 
 
-def add_transfer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of ``redestyle transfer`` (official ``style_transfer.py`` names where they exist)."""
-    parser.add_argument("content", help="aligned face image (FFHQ alignment; `redestyle align`)")
-    parser.add_argument("--style-index", type=int, required=True,
-                        help="index of the exemplar in the code file (insertion order, as --style_id)")
-    parser.add_argument("--codes", required=True, help="folder with exstyle_code.npy (+ codes_meta.json)")
-    parser.add_argument("--ckpt", required=True, help="DualStyleGAN generator file (g_ema), e.g. generator.pt")
-    parser.add_argument("--weights", default=None, help="weights folder for the content encoder")
-    parser.add_argument("--profile", default="ffhq1024", choices=list(PROFILES))
-    parser.add_argument("--structure-weight", type=float, default=0.75, help="ModRes weight (indices 0-6)")
-    parser.add_argument("--color-weight", type=float, default=1.0, help="T_c weight (indices 7-17)")
-    parser.add_argument("--weight", type=float, nargs="+", default=None,
-                        help="all interp weights (18 at 1024); overrides the two above")
-    parser.add_argument("--truncation", type=float, default=0.75)
-    parser.add_argument("--preserve-color", action="store_true")
-    parser.add_argument("--wplus", action="store_true",
-                        help="encode the content into W+ (ReStyle-pSp, 5 iterations) instead of z+ "
-                             "(DualStyleGAN's encoder.pt); the default follows the codes' space")
-    parser.add_argument("--exstyle-name", default=None,
-                        help="code file (default refined_exstyle_code.npy if present, else exstyle_code.npy)")
-    parser.add_argument("--out", default="output", help="output folder")
-    parser.add_argument("--name", default="transfer", help="output file prefix")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the tiny profile's networks")
-    return parser
-
-
 def encode_content(models, image: Tensor, *, space: str) -> Tensor:
     """Content image [1, 3, R, R] in [-1, 1] -> intrinsic code [1, n_latent, D] in ``space``.
 
     W+: ReStyle-pSp, 5 iterations (the first round of Re-Destyle); z+: DualStyleGAN's ``encoder.pt``
     (codes without latent_avg, the parity fixture's reading).
     """
-    from .inversion import pool, restyle
-
     x = pool(image, models.profile.pool_size)
     if space == "W+":
         steps = restyle(models.encoder("restyle_psp"), models.generator, x, n_iters=5,
@@ -126,16 +107,17 @@ def encode_content(models, image: Tensor, *, space: str) -> Tensor:
 
 
 def cli_transfer(args: argparse.Namespace) -> int:
-    """Body of ``redestyle transfer``: writes ``<out>/<name>_<index>_<content>.png`` and an overview."""
-    from . import checkpoints as ck
-    from . import zoo
-    from .data import load_image
-    from .train.data import read_space
-    from .train.models import load_dualstylegan
-    from .viz import to_uint8
-
-    device = zoo.resolve_device(args.device)
+    """Body of ``redestyle transfer``: writes ``<out>/<name>_<index>_<content>.png`` and an overview
+    (content | intrinsic-only reconstruction | stylised), and prints where they went."""
     codes_dir = Path(args.codes)
+    meta_path = codes_dir / "codes_meta.json"
+    made_with = json.loads(meta_path.read_text()).get("profile") if meta_path.is_file() else None
+    profile = get_profile(args.profile or made_with or DEFAULT_PROFILE)
+    check_codes_profile(codes_dir, profile.name)
+    if not Path(args.ckpt).is_file():
+        raise FileNotFoundError(2, "no such DualStyleGAN generator file (--ckpt; README: Style transfer)",
+                                args.ckpt)
+    device = zoo.resolve_device(args.device)
     name = args.exstyle_name or ("refined_exstyle_code.npy" if (codes_dir / "refined_exstyle_code.npy").exists()
                                  else "exstyle_code.npy")
     codes = ck.load_codes(codes_dir / name)
@@ -144,9 +126,17 @@ def cli_transfer(args: argparse.Namespace) -> int:
         raise SystemExit(f"--style-index {args.style_index} out of range: {codes_dir / name} holds {len(keys)} codes")
     ex_space = read_space(codes_dir)
     in_space = "W+" if args.wplus else ex_space
-    generator = load_dualstylegan(args.ckpt, args.profile).to(device)
+    try:
+        generator = load_dualstylegan(args.ckpt, profile).to(device)
+    except ck.CheckpointMismatchError as err:
+        first, *rest = str(err).splitlines()
+        raise ck.CheckpointMismatchError("\n".join([f"{first} (does --ckpt belong to another profile? this "
+                                                     f"run uses {profile.name}: --profile)", *rest])) from err
     method = "restyle_psp" if in_space == "W+" else "dsg_zplus"
-    models = zoo.build_models(args.profile, methods=[method], weights_dir=args.weights, seed=args.seed, device=device)
+    models = zoo.build_models(profile, methods=[method], weights_dir=args.weights, seed=args.seed, device=device)
+    if not models.pretrained:
+        print(f"redestyle transfer: warning: {profile.label}: the content encoder has random weights",
+              file=sys.stderr)
     size = models.profile.image_size
     content = load_image(args.content, size=size).to(device)
     with torch.no_grad():
@@ -158,14 +148,13 @@ def cli_transfer(args: argparse.Namespace) -> int:
                         truncation=args.truncation)
         reconstruction = stylize(generator, instyle, exstyle, instyle_space=in_space, exstyle_space=ex_space,
                                  interp_weights=[0.0] * generator.n_latent, truncation=1.0)
-    import numpy as np
-    from PIL import Image
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.name}_{args.style_index}_{Path(args.content).stem}"
     Image.fromarray(to_uint8(image[0])).save(out / f"{stem}.png")
     overview = np.concatenate([to_uint8(t[0]) for t in (content.clamp(-1, 1), reconstruction, image)], axis=1)
     Image.fromarray(overview).save(out / f"{stem}_overview.png")
-    log.info("exemplar %s (%s codes), content code %s -> %s", keys[args.style_index], ex_space, in_space, out / f"{stem}.png")
+    print(f"exemplar {keys[args.style_index]} ({ex_space} codes), content code {in_space}, profile "
+          f"{profile.name} ({'trained' if models.pretrained else 'random'} encoder) -> {out / f'{stem}.png'} "
+          f"and {out / f'{stem}_overview.png'}")
     return 0

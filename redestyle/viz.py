@@ -1,4 +1,4 @@
-"""Figures: tensor <-> image conversion, labelled image grids, atomic figure saving."""
+"""Figures: labelled image grids, where figures go, atomic figure saving (conversions: ``imaging``)."""
 
 from __future__ import annotations
 
@@ -6,34 +6,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """[3, H, W] (or [1, 3, H, W]) in [-1, 1] -> uint8 [H, W, 3] (clamped, rounded)."""
-    if image.ndim == 4:
-        if image.shape[0] != 1:
-            raise ValueError(f"to_uint8 takes one image, got a batch of {image.shape[0]}")
-        image = image[0]
-    x = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round()
-    return x.to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def to_tensor(image, *, size: int | None = None) -> torch.Tensor:
-    """PIL image or uint8 [H, W, 3] array -> [1, 3, H, W] float32 in [-1, 1], optionally resized.
-
-    Resizing uses PIL bilinear on the whole image (ReStyle's ``Resize((256, 256))``).
-    """
-    from PIL import Image
-
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    image = image.convert("RGB")
-    if size is not None and image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
-    x = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1)
-    return (x / 127.5 - 1).unsqueeze(0)
+from .fileio import atomic_write
+from .imaging import to_tensor, to_uint8  # noqa: F401  (to_tensor: re-exported for notebooks)
 
 
 def image_grid(
@@ -95,8 +71,6 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, *, dpi: int = 110) -
     out = resolve_out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    from .checkpoints import atomic_write
-
     with atomic_write(path) as f:
         fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     return path
@@ -107,8 +81,6 @@ def save_text(text: str, out_dir: str | os.PathLike, name: str) -> Path:
     out = resolve_out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    from .checkpoints import atomic_write
-
     with atomic_write(path, "w") as f:
         f.write(text if text.endswith("\n") else text + "\n")
     return path

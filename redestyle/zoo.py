@@ -18,7 +18,21 @@ from pathlib import Path
 
 import torch
 
+from . import checkpoints as ck
 from .config import Profile, get_profile
+from .inversion import average_image
+from .losses import LPIPS
+from .miniature.models import (
+    WEIGHTS_DIR,
+    build_encoder,
+    load_generator_file,
+    load_into,
+    weights_file,
+)
+from .nets import encoders as enc
+from .nets.hyperstyle import SHARED_LAYERS, HyperNetwork, WEncoder, layer_shapes_of
+from .nets.irse import IRSE_WIDTHS, Backbone, IDFeatures
+from .nets.stylegan2 import Generator
 
 #: Fig. 1 methods -> official checkpoint file(s).
 ENCODER_FILES = {
@@ -75,8 +89,6 @@ class Models:
     def avg_image(self) -> torch.Tensor:
         """ReStyle's average image [3, P, P] (decoded once, cached)."""
         if self._avg_image is None:
-            from .inversion import average_image
-
             self._avg_image = average_image(self.generator, self.latent_avg, pool_size=self.profile.pool_size)
         return self._avg_image
 
@@ -116,8 +128,6 @@ class Models:
 
 def _encoder_classes() -> dict:
     """Fig. 1 method -> encoder class (DualStyleGAN's z+ encoder is a pSp GradualStyleEncoder)."""
-    from .nets import encoders as enc
-
     return {
         "psp": enc.GradualStyleEncoder,
         "e4e": enc.Encoder4Editing,
@@ -127,8 +137,12 @@ def _encoder_classes() -> dict:
     }
 
 
-def _seeded(name: str, seed: int, build):
-    """Build a module under a private RNG seeded by (name, seed): order-independent init."""
+def seeded(name: str, seed: int, build):
+    """``build()`` under a private RNG seeded by (name, seed): order-independent init.
+
+    The global RNG state is restored afterwards; every random network of the package is built
+    through this (train/models.py too), so a network's weights depend only on its name and seed.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed((zlib.crc32(name.encode()) ^ (seed * 0x9E3779B1)) % 2**31)
         return build()
@@ -149,10 +163,8 @@ def _damp_heads(encoder: torch.nn.Module, factor: float = 0.1) -> torch.nn.Modul
 
 def _random_models(profile: Profile, methods, seed: int) -> Models:
     """Every network of ``methods`` at the profile's configuration, with seeded random weights."""
-    from .nets.stylegan2 import Generator
-
     gc, ec = profile.generator, profile.encoder
-    generator = _seeded("generator", seed, lambda: Generator(**gc.kwargs()))
+    generator = seeded("generator", seed, lambda: Generator(**gc.kwargs()))
     with torch.no_grad():
         mean = generator.mean_latent(4096, generator=torch.Generator().manual_seed(seed))
     latent_avg = mean.reshape(1, -1).expand(gc.n_latent, -1).clone()
@@ -161,22 +173,19 @@ def _random_models(profile: Profile, methods, seed: int) -> Models:
     encoders = {}
     for method in methods:
         if method in classes:
-            encoders[method] = _seeded(method, seed, lambda c=classes[method]: _damp_heads(
+            encoders[method] = seeded(method, seed, lambda c=classes[method]: _damp_heads(
                 c(ec.num_layers, ec.mode, **common)))
         elif method == "hyperstyle":
-            from .nets.hyperstyle import SHARED_LAYERS, HyperNetwork, WEncoder, layer_shapes_of
-            from .nets.irse import IRSE_WIDTHS
-
             shapes = layer_shapes_of(generator)
             # The shared hypernet serves one weight shape: keep the official shared layers of the
             # first (4x4-conv) shape; narrower tiny layers get their own heads.
             shared = [i for i in SHARED_LAYERS if i < len(shapes) and shapes[i] == shapes[0]]
             # Narrow profiles get narrow heads; the official widths keep the official inner widths.
             inner = {} if ec.widths is None else {"hyper_inner": 16, "refine_inner": 32}
-            hyper = _seeded("hyperstyle", seed, functools.partial(
+            hyper = seeded("hyperstyle", seed, functools.partial(
                 HyperNetwork, shapes, shared_layers=shared, input_size=ec.input_size,
                 widths=ec.widths or IRSE_WIDTHS, code_dim=gc.style_dim, **inner))
-            w_enc = _seeded("w_encoder", seed, functools.partial(
+            w_enc = seeded("w_encoder", seed, functools.partial(
                 WEncoder, ec.num_layers, ec.mode, n_latent=gc.n_latent, style_dim=gc.style_dim,
                 widths=ec.widths))
             _damp_outputs(hyper)
@@ -196,8 +205,6 @@ def _damp_outputs(hypernet: torch.nn.Module, factor: float = 0.01) -> None:
 
 
 def _official_models(profile: Profile, methods, weights_dir) -> Models:
-    from . import checkpoints as ck
-
     def path(name):
         return ck.resolve(name, weights_dir)
 
@@ -221,8 +228,6 @@ def _official_models(profile: Profile, methods, weights_dir) -> Models:
                     raise ck.CheckpointMismatchError(
                         f"{file}: opts.start_from_latent_avg is set but the file has no latent_avg")
         elif method == "hyperstyle":
-            from .nets.hyperstyle import HyperNetwork, WEncoder
-
             file = path(ENCODER_FILES[method])
             parts = ck.load_psp_container(file, encoder_prefix="hypernet.")
             hyper = HyperNetwork()
@@ -256,16 +261,12 @@ def default_style(profile: str | Profile) -> str:
 
 def mini_methods() -> tuple[str, ...]:
     """Fig. 1 methods the ``mini`` profile can run: those with a shipped encoder, plus optimization."""
-    from .miniature.train import WEIGHTS_DIR
-
     shipped = tuple(m for m in ENCODER_FILES if m != "dsg_zplus" and (WEIGHTS_DIR / f"{m}.pt").exists())
     return (*shipped, "optimization")
 
 
 def _mini_models(profile: Profile, methods, g_prime_style: str | None) -> Models:
     """The tiny architectures with the weights trained on the miniature world (float32, eval)."""
-    from .miniature.train import build_encoder, load_generator_file, load_into, weights_file
-
     generator, latent_avg = load_generator_file(weights_file("generator"))
     encoders = {}
     for method in methods:
@@ -293,8 +294,6 @@ def load_g_prime(style: str, weights_dir: str | Path | None = None) -> torch.nn.
     style: a DualStyleGAN style folder name (``cartoon``) or a file name ending in ``.pt``
     (relative to the weights folder, or absolute).
     """
-    from . import checkpoints as ck
-
     generator, _ = ck.load_stylegan2(ck.resolve(_g_prime_file(style), weights_dir))
     return generator.eval()
 
@@ -318,7 +317,7 @@ def tiny_g_prime(generator: torch.nn.Module, *, style: str, seed: int,
                 p.add_(relative * rms * torch.randn(p.shape).to(p))
         return g_prime.eval()
 
-    return _seeded(f"g_prime/{style}", seed, build)
+    return seeded(f"g_prime/{style}", seed, build)
 
 
 def build_models(
@@ -359,8 +358,6 @@ def build_models(
         models.g_prime = (load_g_prime(g_prime_style, weights_dir) if official
                           else tiny_g_prime(models.generator, style=g_prime_style, seed=seed))
     if with_lpips:
-        from .losses import LPIPS
-
         models.lpips = LPIPS(_optional_state_dict(VGG16_FILE, weights_dir))
     if with_id:
         models.id_features = _id_features(weights_dir)
@@ -368,8 +365,6 @@ def build_models(
 
 
 def _optional_state_dict(name: str, weights_dir):
-    from . import checkpoints as ck
-
     try:
         path = ck.resolve(name, weights_dir)
     except FileNotFoundError:
@@ -378,9 +373,6 @@ def _optional_state_dict(name: str, weights_dir):
 
 
 def _id_features(weights_dir):
-    from . import checkpoints as ck
-    from .nets.irse import Backbone, IDFeatures
-
     state_dict = _optional_state_dict(ID_FILE, weights_dir)
     if state_dict is None:
         return None

@@ -13,15 +13,14 @@ from PIL import Image
 
 from redestyle.align import (
     NoFaceError,
-    _atomic_write_bytes,
     _pick_face,
     align_face,
     align_folder,
     detect_landmarks,
     face_quad,
     load_image,
-    main,
 )
+from redestyle.cli import main as redestyle_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,18 +157,6 @@ def test_largest_face_is_chosen(astronaut):
     assert np.abs(lm - (lm_ref + [360, 30])).max() <= 3
 
 
-def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "out.png"
-
-    def broken(f):
-        f.write(b"partial")
-        raise RuntimeError("interrupted")
-
-    with pytest.raises(RuntimeError):
-        _atomic_write_bytes(target, broken)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_align_folder_reports_and_resumes(tmp_path, astronaut):
     src, out = tmp_path / "in", tmp_path / "out"
     (src / "sub").mkdir(parents=True)
@@ -179,15 +166,12 @@ def test_align_folder_reports_and_resumes(tmp_path, astronaut):
     (src / "notes.txt").write_text("ignored")
 
     argv = [str(src), str(out), "--size", "128", "--transform-size", "128"]
-    assert main(argv) == 1  # something failed
+    assert redestyle_main(["align", *argv]) == 1  # something failed
     report = json.loads((out / "report.json").read_text())
-    files = report["files"]
-    assert (report["n_ok"], report["n_failed"], report["n_skipped"], report["n_ignored"]) == (
-        1,
-        2,
-        0,
-        1,
-    )
+    files = report["images"]
+    n = report["summary"]
+    assert (n["images"], n["ok"], n["failed"], n["ignored"]) == (4, 1, 2, 1) and "skipped" not in n
+    assert sorted(report["failed"]) == ["blank.png", "broken.png"] and report["size"] == 128
     assert (
         files["sub/good.jpg"]["status"] == "ok"
         and files["sub/good.jpg"]["output"] == "sub/good.png"
@@ -211,14 +195,15 @@ def test_align_folder_reports_and_resumes(tmp_path, astronaut):
     # Second run: the done file is skipped (not rewritten), the bad ones are reported again.
     mtime = good.stat().st_mtime_ns
     report2 = align_folder(src, out, size=128, transform_size=128)
-    assert report2["files"]["sub/good.jpg"]["status"] == "skipped"
-    assert (report2["n_ok"], report2["n_failed"], report2["n_skipped"]) == (0, 2, 1)
+    assert report2["images"]["sub/good.jpg"]["status"] == "skipped"
+    n2 = report2["summary"]
+    assert (n2["ok"], n2["failed"], n2["skipped"]) == (0, 2, 1)
     assert good.stat().st_mtime_ns == mtime
 
     # A folder without bad files exits 0.
     (src / "broken.png").unlink()
     (src / "blank.png").unlink()
-    assert main(argv) == 0
+    assert redestyle_main(["align", *argv]) == 0
 
 
 def test_align_folder_missing_input(tmp_path):
@@ -232,3 +217,14 @@ def test_load_image_truncated_file_names_it(tmp_path, astronaut):
     path.write_bytes(path.read_bytes()[:2000])
     with pytest.raises(ValueError, match=r"cut\.jpg: not a readable image"):
         load_image(path)
+
+
+def test_load_image_follows_the_input_policy(tmp_path):
+    """align reads files like destylize does: .ppm accepted, alpha over white (not black)."""
+    rgba = np.zeros((8, 8, 4), np.uint8)  # fully transparent black
+    rgba[:4, :, :] = (10, 20, 30, 255)  # opaque top half
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    arr = np.asarray(load_image(tmp_path / "a.png"))
+    assert arr[0, 0].tolist() == [10, 20, 30] and arr[7, 7].tolist() == [255, 255, 255]
+    Image.fromarray(arr).save(tmp_path / "b.ppm")
+    assert np.array_equal(np.asarray(load_image(tmp_path / "b.ppm")), arr)

@@ -169,7 +169,7 @@ def test_early_handoff_deviation_is_measured(tiny, images):
     instead of pooling the 64-px output, as 256 vs 1024 at FFHQ scale."""
     g, avg = tiny.generator, tiny.latent_avg
     gc = tiny.profile.generator
-    enc = zoo._seeded("enc32", 0, lambda: zoo._damp_heads(BackboneEncoder(
+    enc = zoo.seeded("enc32", 0, lambda: zoo._damp_heads(BackboneEncoder(
         50, "ir_se", n_styles=gc.n_latent, style_dim=gc.style_dim, input_size=32,
         widths=tiny.profile.encoder.widths))).eval()
     x = pool(images, 32)

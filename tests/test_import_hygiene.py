@@ -3,6 +3,7 @@
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import redestyle
 
@@ -21,7 +22,8 @@ def test_every_module_imports_silently(tmp_path):
         "import redestyle.ops._plugin as p\n"
         "assert p.load_plugin.cache_info().currsize == 0 if hasattr(p.load_plugin, 'cache_info') else True\n"
     )
-    env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(redestyle.__file__).parents[1])}  # the tree under test, not the install
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -11,7 +11,8 @@ from PIL import Image
 from redestyle import destylize as ds
 from redestyle import jobs, zoo
 from redestyle.checkpoints import load_codes
-from redestyle.data import load_image
+from redestyle.cli import add_destylize_arguments
+from redestyle.imaging import load_image, to_uint8
 
 NAMES = ["a.png", "b.png", "c.png"]
 
@@ -74,7 +75,13 @@ def test_codes_in_dualstylegan_format(folder, tmp_path, fn):
     assert report["summary"] == {"images": 4, "ok": 3, "failed": 1}
     assert report["failed"]["broken.png"] == f"{folder / 'broken.png'}: not an image (the format cannot be identified)"
     assert sorted(p.name for p in (out / "previews").iterdir()) == NAMES
-    assert Image.open(out / "previews" / "a.png").size == (3 * 64, 64)
+    preview = np.asarray(Image.open(out / "previews" / "a.png").convert("RGB"))
+    assert preview.shape == (12 + 64, 3 * 64, 3)  # a 12 px label strip over input | recon | destylized
+    strip = preview[:12].min(axis=2)
+    for k in range(3):  # each column has its label: dark text on white, inside its own column
+        column = strip[:, k * 64:(k + 1) * 64]
+        assert column.min() < 128 and (column[:, :1] == 255).all() and (column[:, -1:] == 255).all(), k
+    np.testing.assert_array_equal(preview[12:, :64], to_uint8(load_image(folder / "a.png", size=64)))
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
 
 
@@ -175,7 +182,7 @@ def test_output_inside_input_is_not_read_back(folder, fn):
 
 
 def cli(argv):
-    return jobs.cli_destylize(jobs.add_destylize_arguments(argparse.ArgumentParser()).parse_args(argv))
+    return jobs.cli_destylize(add_destylize_arguments(argparse.ArgumentParser()).parse_args(argv))
 
 
 def test_cli_redestyle(folder, tmp_path, capsys):
@@ -185,9 +192,10 @@ def test_cli_redestyle(folder, tmp_path, capsys):
     assert "[2/4] b.png" in text and "[3/4] c.png" in text
     assert [line for line in text.splitlines() if "broken.png" in line] == [
         next(line for line in text.splitlines() if line.startswith("FAILED broken.png: "))]
-    assert "destylized 3 of 4 images, 1 failed (W+ codes)" in text
+    # the default profile (mini, trained) is named in the summary
+    assert "destylized 3 of 4 images, 1 failed (W+ codes, profile mini, trained weights)" in text
     meta = json.loads((out / jobs.META).read_text())
-    assert (meta["space"], meta["method"], meta["schedule"], meta["profile"]) == ("W+", "redestyle", "2-1", "tiny")
+    assert (meta["space"], meta["method"], meta["schedule"], meta["profile"]) == ("W+", "redestyle", "2-1", "mini")
     (folder / "broken.png").unlink()
     assert cli([str(folder), "--out", str(out), "--schedule", "2-1"]) == 0  # resumed, nothing failed
     assert cli([str(folder), "--out", str(out), "--schedule", "3-1"]) == 1  # refused: other schedule
@@ -195,7 +203,7 @@ def test_cli_redestyle(folder, tmp_path, capsys):
 
 
 def test_cli_bad_input_corpus_one_line_each_and_exit_1(tmp_path, capsys):
-    from test_data import make_corpus
+    from test_imaging import make_corpus
 
     src = tmp_path / "in"
     src.mkdir()
@@ -247,7 +255,9 @@ def test_cli_missing_input_folder(tmp_path, capsys):
 def test_cli_baseline_tiny(folder, tmp_path, capsys):
     out = tmp_path / "out"
     (folder / "broken.png").unlink()
-    assert cli([str(folder), "--out", str(out), "--method", "baseline", "--steps", "2", "--batch", "3"]) == 0
+    assert cli([str(folder), "--out", str(out), "--method", "baseline", "--steps", "2", "--batch", "3",
+                "--profile", "tiny"]) == 0
+    assert "tiny profile (random weights)" in capsys.readouterr().err  # random weights: a warning
     meta = json.loads((out / jobs.META).read_text())
     assert (meta["space"], meta["steps"], meta["truncation"], meta["batch"]) == ("z+", 2, 0.7, 3)
     codes = np.load(out / jobs.INSTYLE, allow_pickle=True).item()

@@ -1,20 +1,8 @@
-"""Figure helpers: conversions, grids, where figures are written."""
+"""Figure helpers: grids, where figures are written."""
 
-import numpy as np
-import pytest
 import torch
 
 from redestyle import viz
-
-
-def test_uint8_round_trip():
-    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    assert np.array_equal(viz.to_uint8(viz.to_tensor(img)), img)
-
-
-def test_to_uint8_rejects_a_batch():
-    with pytest.raises(ValueError, match="one image, got a batch of 2"):
-        viz.to_uint8(torch.zeros(2, 3, 4, 4))
 
 
 def test_relative_out_dir_goes_to_the_checkout_root(tmp_path, monkeypatch):

@@ -2,10 +2,10 @@
 
 ``render`` draws one face from explicit ``FaceParams`` in two domains: ``"photo"`` (soft shading,
 realistic proportions) and ``"portrait"`` (a flat-colour cartoon style of the same face). Only
-numpy is needed; ``to_tensor`` imports torch when called.
+numpy is needed (``redestyle.imaging.to_tensor`` turns renders into tensors).
 
-Beside it: ``train`` (the stages that train the ``mini`` profile's networks on renders),
-``oracle`` (the CNN that reads parameters back: the ruler of the ground-truth metrics) and
+Beside it: ``models`` (the ``mini`` networks and their shipped files), ``train`` (the stages
+that train them on renders), ``oracle`` (the CNN that reads parameters back: the ruler of the ground-truth metrics) and
 ``world`` (portrait sets with known answers, their scores, and the quality checks).
 """
 
@@ -24,7 +24,6 @@ from redestyle.miniature.render import (
     sample_identity,
     sample_params,
     segment,
-    to_tensor,
 )
 
 __all__ = [
@@ -42,5 +41,4 @@ __all__ = [
     "sample_identity",
     "sample_params",
     "segment",
-    "to_tensor",
 ]

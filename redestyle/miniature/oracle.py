@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..imaging import pool
 from .render import (
     EXPRESSION_RANGES,
     HAIR_STYLES,
@@ -116,8 +117,7 @@ class AttributeRegressor(nn.Module):
 
 
 def _to64(x: torch.Tensor) -> torch.Tensor:
-    x = x.float()
-    return F.adaptive_avg_pool2d(x, 64) if x.shape[-1] != 64 else x
+    return pool(x.float(), 64)
 
 
 def errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:

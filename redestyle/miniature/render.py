@@ -20,12 +20,9 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
 
 Domain = Literal["photo", "portrait"]
 Colour = tuple[float, float, float]
@@ -733,16 +730,3 @@ def landmarks(params: FaceParams, *, size: int = 64,
         qx, qy = cv.to_image(x, y)
         out[name] = ((qx + 1) / 2 * size - 0.5, (qy + 1) / 2 * size - 0.5)
     return out
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 [N, H, W, 3] (or one [H, W, 3]) -> float32 tensor [N, 3, H, W] in [-1, 1]."""
-    import torch
-
-    x = np.asarray(images)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 [N, H, W, 3] or [H, W, 3], got {x.dtype} {x.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
-    return t / 127.5 - 1.0

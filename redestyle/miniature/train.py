@@ -24,7 +24,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -36,50 +35,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .render import render_batch, sample_params, to_tensor
+from ..checkpoints import save_checkpoint
+from ..fileio import atomic_write, save_atomic
+from ..imaging import to_tensor
+from ..inversion import average_image
+from ..train.gan import (
+    accumulate,
+    d_logistic_loss,
+    d_r1_loss,
+    g_nonsaturating_loss,
+    mixing_noise,
+    requires_grad,
+)
+from . import supervised as sup
+from .models import (  # noqa: F401  (WEIGHTS_DIR, load_into, weights_file: the stages' files, re-exported)
+    ENCODERS,
+    IMAGE_SIZE,
+    WEIGHTS_DIR,
+    build_discriminator,
+    build_encoder,
+    build_generator,
+    load_generator_file,
+    load_into,
+    weights_file,
+)
+from .oracle import AttributeRegressor, errors
+from .render import render_batch
+from .seeds import training_seed
+from .world import render_set
 
 STAGES = ("generator", "oracle", "g_prime", "restyle_psp", "restyle_e4e", "psp", "e4e", "dsg_zplus",
           "generator_sup")
-#: Where the ``mini`` profile reads its weights: the shipped ones (package data), or a folder of
-#: your own retrained files named by $REDESTYLE_MINI_WEIGHTS.
-SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_DIR = Path(os.environ.get("REDESTYLE_MINI_WEIGHTS") or SHIPPED_WEIGHTS_DIR)
-IMAGE_SIZE = 64
 
 
 # ---------------------------------------------------------------------------------------------
 # Data
-
-
-def draw_faces(n: int, seed: int) -> list:
-    """The first ``n`` faces (FaceParams) of the stream ``seed``: what :func:`render_set` renders
-    (and what :mod:`~redestyle.miniature.seeds` keeps apart between training and evaluation)."""
-    rng = np.random.default_rng(seed)
-    return [sample_params(rng) for _ in range(n)]
-
-
-def render_set(n: int, *, domain: str, seed: int, size: int = IMAGE_SIZE,
-               cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` random faces -> (uint8 images [n, size, size, 3], float32 parameters [n, 22]).
-
-    Parameters are drawn by ``sample_params`` from ``np.random.default_rng(seed)``; the same seed
-    gives the same faces in both domains. With ``cache_dir`` the set is kept as an ``.npz``.
-    """
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"{domain}-{size}-seed{seed}-n{n}.npz"
-        if path.exists():
-            with np.load(path) as f:
-                return f["images"], f["params"]
-    params = draw_faces(n, seed)
-    images = render_batch(params, size=size, domain=domain)
-    vectors = np.stack([p.to_vector() for p in params]).astype(np.float32)
-    if path is not None:
-        from ..checkpoints import atomic_write
-
-        with atomic_write(path) as f:
-            np.savez(f, images=images, params=vectors)
-    return images, vectors
 
 
 def _batches(images: np.ndarray, batch: int, gen: torch.Generator, *, flip: bool = True):
@@ -117,8 +107,6 @@ def _state_path(out_dir: Path, stage: str) -> Path:
 
 def _save_state(out_dir: Path, stage: str, step: int, modules: dict[str, nn.Module],
                 optims: dict, log: list[dict], elapsed: float) -> None:
-    from ..checkpoints import save_atomic
-
     save_atomic({
         "step": step,
         "modules": {k: m.state_dict() for k, m in modules.items()},
@@ -150,8 +138,6 @@ def _half(state_dict: dict) -> dict:
 
 
 def _write_record(out_dir: Path, run: Run) -> None:
-    from ..checkpoints import atomic_write
-
     with atomic_write(out_dir / f"{run.stage}.json", "w") as f:
         json.dump(asdict(run), f, indent=1)
         f.write("\n")
@@ -161,8 +147,6 @@ def _ship(ship: Path, stage: str, module: nn.Module, *, seed: int, steps: int, l
           seconds: float, command: str, record: dict, payload: dict | None = None) -> None:
     """Write a stage's shipped files: half-precision weights (+ ``payload``) and its JSON record
     (``record`` as its extra; final losses: every logged loss, averaged over the last windows)."""
-    from ..checkpoints import save_checkpoint
-
     save_checkpoint(ship / f"{stage}.pt", state_dict=_half(module.state_dict()),
                     config={"profile": "mini", "stage": stage}, step=steps, extra=payload)
     keys = sorted({k for row in log for k in row} - {"step", "seconds"})
@@ -179,8 +163,6 @@ def _save_carry(path: Path, step: int, modules: dict[str, nn.Module], states: di
                 log: list[dict], elapsed: float) -> None:
     """A small resumable state for committing: modules in float16, ``states`` (e.g. random
     streams) as they are, the log; no optimizer moments."""
-    from ..checkpoints import save_atomic
-
     save_atomic({"step": step, "modules": {k: _half(m.state_dict()) for k, m in modules.items()},
                  "states": {k: o.state_dict() for k, o in states.items()}, "log": log,
                  "elapsed": elapsed}, path)
@@ -239,31 +221,11 @@ def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
 # Stage 1 and 4: StyleGAN2 on renders (g' = the same loop started from the generator)
 
 
-def build_generator(seed: int = 0) -> nn.Module:
-    """The ``mini`` profile's generator architecture (the ``tiny`` widths), seeded."""
-    from ..config import get_profile
-    from ..nets.stylegan2 import Generator
-
-    torch.manual_seed(seed)
-    return Generator(**get_profile("mini").generator.kwargs())
-
-
-def build_discriminator(seed: int = 0) -> nn.Module:
-    from ..config import get_profile
-    from ..nets.stylegan2 import Discriminator
-
-    gc = get_profile("mini").generator
-    torch.manual_seed(seed + 1)
-    return Discriminator(gc.size, gc.channel_multiplier, channels=gc.channels)
-
-
 def d_step(d: nn.Module, d_opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor, *,
            r1_gamma: float | None, r1_every: int) -> dict:
     """One discriminator step (logistic loss on real / fake [B, 3, S, S]) and, when ``r1_gamma`` is
     given, the lazy R1 step after it (weighted by ``r1_every``, StyleGAN2's lazy regularisation).
     ``fake`` must not carry gradients to G. -> the logged numbers (d, real, fake, r1)."""
-    from ..train.gan import d_logistic_loss, d_r1_loss
-
     real_pred, fake_pred = d(real), d(fake)
     d_loss = d_logistic_loss(real_pred, fake_pred)
     d_opt.zero_grad(set_to_none=True)
@@ -290,7 +252,6 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
     ``"g_optim"`` / ``"d_optim"`` when present (rosinality's ``--ckpt`` and DualStyleGAN's
     fine-tuning carry them over too). Returns (g_ema, log, seconds).
     """
-    from ..train.gan import accumulate, g_nonsaturating_loss, mixing_noise, requires_grad
 
     torch.manual_seed(seed)
     g, d = build_generator(seed), build_discriminator(seed)
@@ -336,8 +297,6 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
                          {"g": g_opt, "d": d_opt}, log_every=log_every, save_every=save_every,
                          resume=resume)
     # the discriminator is kept (full precision) so g' can start from the pair
-    from ..checkpoints import save_atomic
-
     save_atomic({"g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict(),
                  "g_optim": g_opt.state_dict(), "d_optim": d_opt.state_dict()},
                 out_dir / f"{stage}-final-full.pt")
@@ -369,8 +328,6 @@ def train_oracle(images: np.ndarray, vectors: np.ndarray, *, out_dir: Path, step
                  seed: int, lr: float = 2e-3, log_every: int = 100, save_every: int = 1000,
                  resume: bool = True) -> tuple[nn.Module, list[dict], float]:
     """Fit :class:`~redestyle.miniature.oracle.AttributeRegressor` to (render, parameters) pairs."""
-    from .oracle import AttributeRegressor
-
     torch.manual_seed(seed)
     model = AttributeRegressor().train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -397,28 +354,6 @@ def train_oracle(images: np.ndarray, vectors: np.ndarray, *, out_dir: Path, step
 # Stage 3: encoders (ReStyle-pSp first; pSp, e4e and DualStyleGAN's z+ pSp with the same loop)
 
 #: method -> (encoder class name, refinement iterations per batch, latent space)
-ENCODERS = {
-    "restyle_psp": ("BackboneEncoder", 3, "w+"),
-    "restyle_e4e": ("ProgressiveBackboneEncoder", 3, "w+"),
-    "psp": ("GradualStyleEncoder", 1, "w+"),
-    "e4e": ("Encoder4Editing", 1, "w+"),
-    "dsg_zplus": ("GradualStyleEncoder", 1, "z+"),
-}
-
-
-def build_encoder(method: str, seed: int = 0) -> nn.Module:
-    """The ``mini`` profile's encoder of ``method`` (the ``tiny`` widths), seeded."""
-    from ..config import get_profile
-    from ..nets import encoders as enc
-
-    name, iters, _ = ENCODERS[method]
-    p = get_profile("mini")
-    torch.manual_seed(seed)
-    return getattr(enc, name)(p.encoder.num_layers, p.encoder.mode, n_styles=p.generator.n_latent,
-                              style_dim=p.generator.style_dim, input_size=p.encoder.input_size,
-                              widths=p.encoder.widths, **({"input_nc": 3} if iters == 1 else {}))
-
-
 def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: np.ndarray, *,
                   out_dir: Path, steps: int, batch: int, seed: int, lr: float = 1e-3,
                   latent_weight: float = 1.0, log_every: int = 50, save_every: int = 500,
@@ -431,8 +366,6 @@ def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: n
     output and code; losses summed, one optimizer step). ``dsg_zplus`` predicts z+ codes (mapped
     per layer by ``g.mapping_plus``), the others W+ residuals added to ``latent_avg``.
     """
-    from ..inversion import average_image
-
     _, iters, space = ENCODERS[method]
     torch.manual_seed(seed)
     encoder = build_encoder(method, seed).train()
@@ -479,37 +412,114 @@ def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: n
     return encoder.eval(), log, seconds
 
 
-def weights_file(name: str) -> Path:
-    """``WEIGHTS_DIR/<name>.pt``; a missing one raises FileNotFoundError naming what is there and
-    the command that trains it."""
-    path = WEIGHTS_DIR / f"{name}.pt"
-    if not path.exists():
-        trained = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
-        raise FileNotFoundError(
-            f"{path}: the mini profile has no trained {name!r} (shipped: {', '.join(trained) or 'none'}); "
-            f"train it with `python -m redestyle.miniature.train {name}`")
-    return path
+# ---------------------------------------------------------------------------------------------
+# Stage 1b: generator_sup (supervised, then adversarial; supervised.py holds its parts)
 
 
-def load_into(module: nn.Module, path: str | Path, *, what: str) -> dict:
-    """Strictly load a shipped (half-precision) file's ``state_dict`` into ``module`` as float32.
+def train_generator_sup(*, out_dir: Path, steps: int, sup_steps: int, batch: int, seed: int,
+                        face_seed: int, lr: float = 2e-3, gan_lr: float = 2e-3,
+                        r1_gamma: float = 0.05, rec_weight: float = 1.0, kl_weight: float = 1e-4,
+                        latent_adv_weight: float = 0.02, pool: int = 1024,
+                        sup_mapping_lr_mul: float = 100.0, ema_kimg: float = 10.0,
+                        channels: dict[int, int] | None = None, log_every: int = 50,
+                        save_every: int = 500, eval_every: int = 2000, eval_n: int = 1000,
+                        carry_dir: Path | None = None, resume: bool = True):
+    """Train this stage (``supervised``'s module docstring) -> (g_ema, ParamsToZ, log, seconds).
 
-    Returns the whole payload (``latent_avg``, ``config``, ...). Errors name the file.
+    ``batch`` renders per step. ``sup_mapping_lr_mul``: the mapping network's EqualLinear layers
+    learn at lr * 0.01 (StyleGAN2's lr_mlp, kept for the adversarial phase); the supervised phase
+    multiplies that back so the whole path learns at ``lr``. ``kl_weight`` weighs the summed KL
+    (nats) against the mean L1 losses (the trade between sharp parameters and a filled prior);
+    ``latent_adv_weight`` the encoder's non-saturating loss against the latent critic, which sees
+    the posterior means of 256 of the last ``pool`` faces against 256 prior samples a step.
+    ``carry_dir``: a small resumable copy (modules in float16, random streams, log; no optimizer
+    moments) is written there at each save, for committing; it is resumed when ``out_dir`` has no
+    state (see ``train._loop``).
     """
-    from ..checkpoints import load_container, load_strict
+    g, d, p, c = sup.build(seed, channels)
+    g_ema = copy.deepcopy(g).eval()
+    requires_grad(g_ema, False)
+    rngs = sup.FaceStream(face_seed, seed)
+    mapping = list(g.style.parameters())
+    rest = [q for n, q in g.named_parameters() if not n.startswith("style.")] + list(p.parameters())
+    sup_opt = torch.optim.Adam([{"params": rest}, {"params": mapping, "lr": lr * sup_mapping_lr_mul}],
+                               lr=lr, betas=(0.9, 0.99))
+    r1_every = 16
+    d_ratio = r1_every / (r1_every + 1)
+    g_opt = torch.optim.Adam(rest + mapping, lr=gan_lr, betas=(0.0, 0.99))
+    d_opt = torch.optim.Adam(d.parameters(), lr=gan_lr * d_ratio, betas=(0.0, 0.99 ** d_ratio))
+    c_opt = torch.optim.Adam(c.parameters(), lr=lr, betas=(0.5, 0.99))
+    recent = sup.CodePool(pool, sup.PARAM_FEATURES)
+    monitor = sup.FrechetMonitor(eval_n) if eval_every else None
+    dim = g.style_dim
 
-    payload = load_container(path)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    load_strict(module, state, path=path, what=what)
-    return payload
+    def posterior(encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = p(encoded)
+        z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=rngs.torch)
+        return z, sup.kl_to_prior(mean, logvar)
 
+    def reconstruction(n: int) -> tuple[torch.Tensor, dict]:
+        faces, vectors = rngs.faces_batch(n)
+        x = to_tensor(render_batch(faces, size=g.size, domain="photo"))
+        encoded = sup.encode_params(vectors)
+        recent.add(encoded)
+        z, kl = posterior(encoded)
+        y = g.decode(g.mapping(z), randomize_noise=True)
+        pix, lap = (y - x).abs().mean(), sup.laplacian_l1(y, x)
+        # the latent critic: first its own step on detached codes, then the encoder's loss
+        # the critic sees posterior means: on samples the encoder fooled it by inflating the
+        # variance (the posterior fell to ~5 nats and the reconstructions blurred)
+        zq, _ = p(recent.sample(256, rngs.torch))
+        zp = torch.randn(256, dim, generator=rngs.torch)
+        c_loss = F.softplus(-c(zp)).mean() + F.softplus(c(zq.detach())).mean()
+        c_opt.zero_grad(set_to_none=True)
+        c_loss.backward()
+        c_opt.step()
+        adv = F.softplus(-c(zq)).mean()
+        total = pix + lap + kl_weight * kl + latent_adv_weight * adv
+        return total, {"pix": pix.item(), "lap": lap.item(), "kl": kl.item(), "zc": c_loss.item(),
+                       "zadv": adv.item()}
 
-def load_generator_file(path: str | Path) -> tuple[nn.Module, torch.Tensor]:
-    """A shipped generator file -> (float32 Generator in eval mode, latent_avg [n_latent, D])."""
-    g = build_generator()
-    payload = load_into(g, path, what="mini generator")
-    avg = payload["latent_avg"].float().reshape(1, -1).expand(g.n_latent, -1).clone()
-    return g.eval(), avg
+    def step_fn(step: int) -> dict:
+        out: dict = {}
+        if step < sup_steps:
+            rec, out = reconstruction(batch)
+            sup_opt.zero_grad(set_to_none=True)
+            rec.backward()
+            sup_opt.step()
+        else:
+            real = to_tensor(render_batch(rngs.faces_batch(batch)[0], size=g.size, domain="photo"))
+            requires_grad(g, False)
+            requires_grad(p, False)
+            requires_grad(d, True)
+            with torch.no_grad():
+                fake, _ = g([torch.randn(batch, dim, generator=rngs.torch)])
+            out.update(d_step(d, d_opt, real, fake, r1_gamma=r1_gamma if step % r1_every == 0 else None,
+                              r1_every=r1_every))
+            requires_grad(g, True)
+            requires_grad(p, True)
+            requires_grad(d, False)
+            fake, _ = g([torch.randn(batch, dim, generator=rngs.torch)])
+            g_loss = g_nonsaturating_loss(d(fake))
+            rec, parts = reconstruction(max(batch // 2, 1))
+            g_opt.zero_grad(set_to_none=True)
+            (g_loss + rec_weight * rec).backward()
+            g_opt.step()
+            out.update(g=g_loss.item(), **parts)
+        ema_nimg = min(ema_kimg * 1000, (step + 1) * batch * 0.05)  # StyleGAN2-ADA ramp-up
+        accumulate(g_ema, g, 0.5 ** (batch / max(ema_nimg, 1e-8)))
+        done = step + 1
+        if monitor is not None and (done % eval_every == 0 or done == steps):
+            out["fd"] = monitor(g_ema)
+        return out
+
+    carry = None if carry_dir is None else Path(carry_dir) / "generator_sup-carry.pt"
+    log, seconds = _loop("generator_sup", out_dir, steps, step_fn,
+                         {"g": g, "d": d, "p": p, "c": c, "g_ema": g_ema},
+                         {"sup": sup_opt, "g": g_opt, "d": d_opt, "c": c_opt, "rngs": rngs, "pool": recent},
+                         log_every=log_every, save_every=save_every, resume=resume,
+                         carry=carry, carry_keys=("rngs", "pool"))
+    return g_ema, p, log, seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -541,12 +551,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="seed of the photo render set (portrait: + 1); default: the training "
                              "stream of --seed (seeds.TRAINING); 0 reproduces the files shipped "
                              "before the seed ranges")
-    sup = parser.add_argument_group("generator_sup")
-    sup.add_argument("--sup-steps", type=int, default=40000,
+    sup_args = parser.add_argument_group("generator_sup")
+    sup_args.add_argument("--sup-steps", type=int, default=40000,
                      help="supervised steps before the adversarial phase")
-    sup.add_argument("--eval-every", type=int, default=2000,
+    sup_args.add_argument("--eval-every", type=int, default=2000,
                      help="steps between Fréchet distances in the log (0: none)")
-    sup.add_argument("--carry", default=None,
+    sup_args.add_argument("--carry", default=None,
                      help="folder of a small committed resumable state (float16, no optimizer moments)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
@@ -555,8 +565,6 @@ def main(argv: list[str] | None = None) -> int:
     out_dir, ship = Path(args.out), Path(args.ship)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = out_dir / "renders"
-    from .seeds import training_seed
-
     photo_seed = args.data_seed if args.data_seed is not None else training_seed("photo", args.seed)
     portrait_seed = args.data_seed + 1 if args.data_seed is not None else training_seed("portrait", args.seed)
 
@@ -591,8 +599,6 @@ def main(argv: list[str] | None = None) -> int:
         model, log, seconds = train_oracle(images, vectors, out_dir=out_dir, steps=steps,
                                            batch=args.batch, seed=args.seed, lr=args.lr or 2e-3,
                                            save_every=args.save_every, resume=not args.fresh)
-        from .oracle import errors
-
         held_images, held_vectors = render_set(2000, domain="photo", seed=args.seed + 100, cache_dir=cache)
         held = errors(model.predict(to_tensor(held_images)), held_vectors)
         _ship(ship, "oracle", model, seed=args.seed, steps=steps, log=log, seconds=seconds,
@@ -616,9 +622,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_generator_sup(args, argv: list[str], out_dir: Path, ship: Path) -> None:
-    from .seeds import training_seed
-    from .supervised import generator_kwargs, train_generator_sup
-
     steps = args.steps or 200000
     lr = args.lr or 2e-3
     gamma = args.r1 if args.r1 is not None else 0.05
@@ -631,11 +634,11 @@ def _main_generator_sup(args, argv: list[str], out_dir: Path, ship: Path) -> Non
         mean = g_ema.mean_latent(10000, generator=torch.Generator().manual_seed(args.seed))
     _ship(ship, "generator_sup", g_ema, seed=args.seed, steps=steps, log=log, seconds=seconds,
           command=_command(argv), payload={"latent_avg": mean.half(), "params_to_z": _half(p.state_dict()),
-                                           "generator_kwargs": generator_kwargs()},
+                                           "generator_kwargs": sup.generator_kwargs()},
           record={"batch": args.batch, "sup_steps": args.sup_steps, "lr": lr, "r1_gamma": gamma,
                   "face_stream_seed": training_seed("generator_sup", args.seed),
                   "generator_kwargs": {k: v if not isinstance(v, dict) else {str(a): b for a, b in v.items()}
-                                       for k, v in generator_kwargs().items()}})
+                                       for k, v in sup.generator_kwargs().items()}})
 
 
 if __name__ == "__main__":

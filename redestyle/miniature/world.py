@@ -18,13 +18,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..fileio import atomic_write
+from ..imaging import to_tensor
+from ..inversion import restyle
 from . import oracle as orc
-from .render import FaceParams, render_batch, sample_identity, sample_params, to_tensor
-from .train import WEIGHTS_DIR
+from .models import IMAGE_SIZE, WEIGHTS_DIR, load_into, weights_file
+from .render import FaceParams, render_batch, sample_identity, sample_params
 
 #: Columns of :func:`ground_truth_rows`.
 GROUND_TRUTH_COLUMNS = ("method", "n", "identity", "expression", "pose", "hair_style", "glasses",
@@ -33,8 +37,6 @@ GROUND_TRUTH_COLUMNS = ("method", "n", "identity", "expression", "pose", "hair_s
 
 def load_oracle(device: str | torch.device = "cpu") -> orc.AttributeRegressor:
     """The shipped oracle (``weights/oracle.pt``), float32, eval mode."""
-    from .train import load_into, weights_file
-
     model = orc.AttributeRegressor()
     load_into(model, weights_file("oracle"), what="mini oracle")
     return model.eval().to(device)
@@ -132,10 +134,37 @@ def ground_truth_rows(faces_by_method: Mapping[str, torch.Tensor], pset: Portrai
 # quality of the trained networks (the issue's bars)
 
 
+def draw_faces(n: int, seed: int) -> list[FaceParams]:
+    """The first ``n`` faces of the stream ``seed``: what :func:`render_set` renders (and what
+    :mod:`~redestyle.miniature.seeds` keeps apart between training and evaluation)."""
+    rng = np.random.default_rng(seed)
+    return [sample_params(rng) for _ in range(n)]
+
+
+def render_set(n: int, *, domain: str, seed: int, size: int = IMAGE_SIZE,
+               cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random faces -> (uint8 images [n, size, size, 3], float32 parameters [n, 22]).
+
+    Parameters are drawn by ``sample_params`` from ``np.random.default_rng(seed)``; the same seed
+    gives the same faces in both domains. With ``cache_dir`` the set is kept as an ``.npz``.
+    """
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{domain}-{size}-seed{seed}-n{n}.npz"
+        if path.exists():
+            with np.load(path) as f:
+                return f["images"], f["params"]
+    params = draw_faces(n, seed)
+    images = render_batch(params, size=size, domain=domain)
+    vectors = np.stack([p.to_vector() for p in params]).astype(np.float32)
+    if path is not None:
+        with atomic_write(path) as f:
+            np.savez(f, images=images, params=vectors)
+    return images, vectors
+
+
 def photo_renders(n: int, *, seed: int, size: int = 64, domain: str = "photo") -> tuple[torch.Tensor, np.ndarray]:
     """``n`` random renders (held out from training by the seed) -> ([n, 3, S, S], vectors [n, 22])."""
-    from .train import render_set
-
     images, vectors = render_set(n, domain=domain, seed=seed, size=size)
     return to_tensor(images), vectors
 
@@ -172,8 +201,6 @@ def encoder_rows(models, oracle: orc.AttributeRegressor, *, n: int = 200, n_iter
                  seed: int = 2000) -> list[dict]:
     """How well ReStyle-pSp's reconstructions of held-out photo renders recover the parameters,
     per iteration, next to the average face (what iteration 0 shows) and the renders themselves."""
-    from ..inversion import restyle
-
     images, truth = photo_renders(n, seed=seed)
     dev = models.latent_avg.device
     with torch.no_grad():

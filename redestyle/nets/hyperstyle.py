@@ -5,7 +5,8 @@ An image is first inverted by a frozen W encoder (``WEncoder``, HyperStyle's
 ``[target, current reconstruction]`` (6 channels) to ``HyperNetwork``, which predicts one
 multiplicative offset per tuned generator convolution (a tuned layer uses ``weight * (1 + delta)``);
 the offsets are summed over iterations and decoded through the StyleGAN2 ``Generator``'s
-``weights_deltas`` hook (``hyperstyle_invert``).
+``weights_deltas`` hook. This module holds the networks; the iteration loop is
+:func:`redestyle.inversion.hyperstyle_invert`.
 
 Key names follow the official code (yuval-alaluf/hyperstyle ``models/hypernetworks/*.py``,
 ``models/encoders/w_encoder.py``), so ``hyperstyle_ffhq.pt`` (``hypernet.*``) and
@@ -23,14 +24,12 @@ the 512 -> 512 convolutions up to 64 px.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from ..inversion import pool
 from .encoders import make_resnet34_trunk
 from .irse import IRSE_WIDTHS, make_body, make_input_layer
 from .stylegan2 import EqualLinear, default_channels
@@ -40,17 +39,13 @@ __all__ = [
     "SHARED_LAYERS",
     "HyperNetwork",
     "HyperRefinementBlock",
-    "HyperStyleStep",
     "LayerShape",
     "RefinementBlock",
     "SharedWeightsHypernet",
     "WEncoder",
-    "hyperstyle_invert",
-    "iterate_hyperstyle",
     "layer_shapes_from_channels",
     "layer_shapes_of",
     "tuned_convs",
-    "w_inversion",
 ]
 
 #: Layers the released ``hyperstyle_ffhq.pt`` tunes (its ``opts.layers_to_tune``): every non-ToRGB conv.
@@ -400,129 +395,3 @@ class WEncoder(nn.Module):
             raise ValueError(f"WEncoder expects [B, 3, H, W], got {tuple(x.shape)}")
         w = self.linear(self.body(self.input_layer(x)).mean(dim=(2, 3)))
         return w.unsqueeze(1).repeat(1, self.n_latent, 1)
-
-
-# --------------------------------------------------------------------------------------------
-# Inference (utils/inference_utils.py run_inversion, without opts)
-
-
-@dataclass(frozen=True)
-class HyperStyleStep:
-    """One HyperStyle iteration.
-
-    latent: [B, n_latent, style_dim] W+ codes (the W-encoder inversion; the same every iteration).
-    image: [B, 3, size, size] decoder output at full resolution.
-    deltas: accumulated weight deltas fed to the decoder, one per generator layer in output order
-        ([B, out, in, k, k], or None for untuned layers).
-    """
-
-    latent: Tensor
-    image: Tensor
-    deltas: tuple[Tensor | None, ...]
-
-
-def w_inversion(
-    w_encoder: nn.Module, decoder: nn.Module, images: Tensor, *, latent_avg: Tensor
-) -> tuple[Tensor, Tensor]:
-    """HyperStyle's initial inversion: codes = W-encoder(images) + latent_avg, image = G(codes).
-
-    images: [B, 3, S, S] in [-1, 1]; latent_avg: [n_latent, style_dim] (or broadcastable, e.g.
-    [style_dim]). Returns (codes [B, n_latent, style_dim], full-resolution image [B, 3, size, size]),
-    decoded with the registered noise buffers. Runs without gradients, as in the official model.
-    """
-    with torch.no_grad():
-        codes = w_encoder(images) + latent_avg.to(images.dtype)
-        image = decoder.decode(codes, randomize_noise=False)
-    return codes, image
-
-
-def _check_deltas_fit(hypernet: HyperNetwork, decoder: nn.Module) -> None:
-    expected = layer_shapes_of(decoder)
-    if tuple(hypernet.layer_shapes) != expected:
-        raise ValueError(
-            f"hypernetwork layer shapes {[tuple(s) for s in hypernet.layer_shapes]} do not match the "
-            f"decoder's {[tuple(s) for s in expected]}"
-        )
-
-
-def iterate_hyperstyle(
-    hypernet: HyperNetwork,
-    w_encoder: nn.Module | None,
-    decoder: nn.Module,
-    images: Tensor,
-    *,
-    n_iters: int = 5,
-    latent_avg: Tensor | None = None,
-    initial: tuple[Tensor, Tensor] | None = None,
-) -> Iterator[HyperStyleStep]:
-    """Yield the ``n_iters`` HyperStyle iterations one by one (streaming form of ``hyperstyle_invert``).
-
-    images: [B, 3, S, S] in [-1, 1] (S = hypernet.input_size). ``initial`` = (codes, image) skips
-    the W inversion (e.g. to reuse ``w_inversion``'s result); otherwise ``w_encoder`` and
-    ``latent_avg`` are required. Iteration t: deltas_t = hypernet(cat[images, pool(image_{t-1})]),
-    summed with the previous iteration's (None stays None), image_t = decoder(codes; deltas_t) with
-    the registered noise. Gradients flow unless the caller disables them.
-    """
-    # Checked here, not inside the generator below, so that mistakes surface at the call.
-    if n_iters < 1:
-        raise ValueError(f"n_iters must be >= 1, got {n_iters}")
-    _check_deltas_fit(hypernet, decoder)
-    size = hypernet.input_size
-    if images.ndim != 4 or images.shape[1:] != (3, size, size):
-        raise ValueError(f"images must be [B, 3, {size}, {size}], got {tuple(images.shape)}")
-    if initial is None and (w_encoder is None or latent_avg is None):
-        raise ValueError("pass w_encoder and latent_avg, or initial=(codes, image)")
-    return _iterations(hypernet, w_encoder, decoder, images, n_iters, latent_avg, initial)
-
-
-def _iterations(
-    hypernet: HyperNetwork,
-    w_encoder: nn.Module | None,
-    decoder: nn.Module,
-    images: Tensor,
-    n_iters: int,
-    latent_avg: Tensor | None,
-    initial: tuple[Tensor, Tensor] | None,
-) -> Iterator[HyperStyleStep]:
-    if initial is None:
-        initial = w_inversion(w_encoder, decoder, images, latent_avg=latent_avg)
-    codes, image = initial
-    deltas: list[Tensor | None] | None = None
-    for _ in range(n_iters):
-        # HyperStyle's face_pool: the output pooled to the input size (a 4x4 block mean at 1024).
-        step = hypernet(torch.cat([images, pool(image, images.shape[-1])], dim=1))
-        if deltas is None:
-            deltas = step
-        else:
-            deltas = [None if d is None else d + s for d, s in zip(deltas, step)]
-        image = decoder.decode(codes, randomize_noise=False, weights_deltas=deltas)
-        yield HyperStyleStep(latent=codes, image=image, deltas=tuple(deltas))
-
-
-def hyperstyle_invert(
-    hypernet: HyperNetwork,
-    w_encoder: nn.Module | None,
-    decoder: nn.Module,
-    images: Tensor,
-    *,
-    n_iters: int = 5,
-    latent_avg: Tensor | None = None,
-    initial: tuple[Tensor, Tensor] | None = None,
-) -> list[HyperStyleStep]:
-    """HyperStyle inversion (``run_inversion`` with every intermediate result): one step per iteration.
-
-    See ``iterate_hyperstyle`` for the arguments. Every step keeps its accumulated deltas
-    (about 100 MB per image and step for the 1024 model); stream ``iterate_hyperstyle`` and keep
-    what you need when memory matters.
-    """
-    return list(
-        iterate_hyperstyle(
-            hypernet,
-            w_encoder,
-            decoder,
-            images,
-            n_iters=n_iters,
-            latent_avg=latent_avg,
-            initial=initial,
-        )
-    )

@@ -6,11 +6,33 @@ losses, R1, path length, EMA), ``models`` (networks per profile, generator files
 (``redestyle train``). Importing this package builds nothing and touches no device.
 """
 
-from . import dist
-from .config import FinetuneConfig, PretrainConfig, paper_finetune_config
-from .data import PairedSet, RealBatches, load_image_set, load_paired_set, paired_batch, read_space
-from .models import TrainModels, build_train_models, load_dualstylegan, save_generator
-from .trainer import Trainer, run
+import importlib
+
+# name -> submodule. Loaded on first use (PEP 562), so that ``redestyle.train.config`` and the
+# ``redestyle train`` parser (train/cli.py) import no torch: ``redestyle --help`` stays fast.
+_LAZY = {
+    "dist": None,
+    "FinetuneConfig": "config", "PretrainConfig": "config", "paper_finetune_config": "config",
+    "PairedSet": "data", "RealBatches": "data", "load_image_set": "data", "load_paired_set": "data",
+    "paired_batch": "data", "read_space": "data",
+    "TrainModels": "models", "build_train_models": "models", "load_dualstylegan": "models",
+    "save_generator": "models",
+    "Trainer": "trainer", "run": "trainer",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{_LAZY[name] or name}")
+    value = module if _LAZY[name] is None else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "FinetuneConfig",

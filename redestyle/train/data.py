@@ -18,6 +18,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
+from ..checkpoints import load_codes
+from ..data import load_folder
+from ..destylize import redestyle
+from ..imaging import load_image, pool, to_uint8_batch
+
 
 @dataclass
 class PairedSet:
@@ -52,20 +57,13 @@ class PairedSet:
         return self.images[index].float() / 127.5 - 1
 
 
-def to_uint8(images: Tensor) -> Tensor:
-    """[-1, 1] float images -> uint8 (round to nearest), to hold a style set compactly."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def load_image_set(folder: str | os.PathLike, *, size: int) -> tuple[list[str], Tensor]:
     """Every readable image of a folder (sorted) -> (names, uint8 [N, 3, size, size]); e.g. FFHQ for pretraining."""
-    from ..data import load_folder
-
     images, failures = load_folder(folder, size=size)
     if not images:
         raise ValueError(f"{folder}: no readable images ({len(failures)} unreadable)")
     names = sorted(images)
-    return names, torch.cat([to_uint8(images[n]) for n in names])
+    return names, torch.cat([to_uint8_batch(images[n]) for n in names])
 
 
 def read_space(codes_dir: str | os.PathLike) -> str:
@@ -77,6 +75,18 @@ def read_space(codes_dir: str | os.PathLike) -> str:
     if space not in ("W+", "z+"):
         raise ValueError(f"{meta}: 'space' must be 'W+' or 'z+', found {space!r}")
     return space
+
+
+def check_codes_profile(codes_dir: str | os.PathLike, profile: str) -> None:
+    """Refuse codes made under another profile (their shapes differ: a run would fail later, deep
+    inside a network); folders without ``codes_meta.json`` (DualStyleGAN's own) are not checked."""
+    meta = Path(codes_dir) / "codes_meta.json"
+    if not meta.exists():
+        return
+    made = json.loads(meta.read_text()).get("profile")
+    if made is not None and made != profile:
+        raise ValueError(f"{meta}: these codes were made with profile {made!r}, this run uses {profile!r}; "
+                         f"pass --profile {made}")
 
 
 def load_paired_set(
@@ -94,9 +104,6 @@ def load_paired_set(
     mapped once with ``mapping_plus`` (the generator's per-layer mapping), as the official script
     maps them through ``g_ema.generator.style``.
     """
-    from ..checkpoints import load_codes
-    from ..data import load_image
-
     codes_dir = Path(codes_dir)
     space = read_space(codes_dir)
     instyle = load_codes(codes_dir / "instyle_code.npy")
@@ -104,7 +111,11 @@ def load_paired_set(
     names = [n for n in instyle if n in exstyle]
     if not names:
         raise ValueError(f"{codes_dir}: no file has both an instyle and an exstyle code")
-    images = torch.cat([to_uint8(load_image(Path(image_dir) / n, size=size)) for n in names])
+    missing = [n for n in names if not (Path(image_dir) / n).is_file()]
+    if missing:  # the codes were made from another folder: say so once, not per file
+        raise ValueError(f"{image_dir}: no image for {len(missing)} of the {len(names)} codes in {codes_dir} "
+                         f"(first: {', '.join(missing[:3])}); --images must be the folder that was destylized")
+    images = torch.cat([to_uint8_batch(load_image(Path(image_dir) / n, size=size)) for n in names])
     ex = torch.from_numpy(np.concatenate([exstyle[n] for n in names])).float()
     ins = torch.from_numpy(np.concatenate([instyle[n] for n in names])).float()
     if space == "z+":
@@ -208,9 +219,6 @@ def destylized_pairs(
     models: ``zoo.build_models(..., methods=["restyle_psp"])``. The same codes as
     ``redestyle destylize`` writes to disk (``load_paired_set`` reads those), for notebooks and tests.
     """
-    from ..destylize import redestyle
-    from ..inversion import pool
-
     names = list(portraits)
     images = torch.cat([portraits[n] for n in names])
     z_e, z_i = [], []
@@ -222,4 +230,4 @@ def destylized_pairs(
             z_e.append(result.z_e.cpu())
             z_i.append(result.z_i.cpu())
     size = models.profile.image_size
-    return PairedSet(names, to_uint8(pool(images, size)), torch.cat(z_e), torch.cat(z_i), "W+")
+    return PairedSet(names, to_uint8_batch(pool(images, size)), torch.cat(z_e), torch.cat(z_i), "W+")

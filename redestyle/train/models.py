@@ -19,9 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import checkpoints as ck
 from ..config import Profile, get_profile
+from ..losses import VGG19Features
 from ..nets.dualstylegan import DualStyleGAN
+from ..nets.irse import Backbone, IDFeatures
 from ..nets.stylegan2 import Discriminator
+from ..zoo import build_models, seeded
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +68,12 @@ def dualstylegan_for(profile: Profile) -> DualStyleGAN:
 def load_dualstylegan(path: str | os.PathLike, profile: str | Profile = "ffhq1024", *, which: str = "g_ema") -> DualStyleGAN:
     """A DualStyleGAN from a checkpoint's ``which`` entry (``generator.pt``, ``generator-pretrain.pt``,
     our own checkpoints), strictly loaded; eval mode, CPU."""
-    from .. import checkpoints as ck
-
     profile = get_profile(profile) if isinstance(profile, str) else profile
     container = ck.load_container(path)
     state_dict = ck.take(container, which, path=path)
     g = dualstylegan_for(profile)
     ck.load_strict(g, state_dict, path=path, what=which)
     return g.eval()
-
-
-def _seeded(name: str, seed: int, build):
-    from ..zoo import _seeded as zoo_seeded
-
-    return zoo_seeded(name, seed, build)
 
 
 def build_train_models(
@@ -94,10 +90,6 @@ def build_train_models(
     ckpt: a file with ``g``, ``d``, ``g_ema`` (default for ffhq1024: ``generator-pretrain.pt`` in the
     weights folder). For tiny without ckpt the generator is seeded (``seed``).
     """
-    from .. import checkpoints as ck
-    from ..losses import VGG19Features
-    from ..nets.irse import Backbone, IDFeatures
-
     profile = get_profile(profile) if isinstance(profile, str) else profile
     gc = profile.generator
     if profile.needs_weights and ckpt is None:
@@ -111,13 +103,11 @@ def build_train_models(
         discriminator = Discriminator(gc.size, gc.channel_multiplier, channels=gc.channels)
         ck.load_strict(discriminator, ck.with_default_kernels(discriminator, d_sd, path=ckpt), path=ckpt, what="d")
     else:
-        from ..zoo import build_models
-
         intrinsic = build_models(profile, methods=(), seed=seed).generator
-        generator = _seeded("dualstylegan", seed, lambda: dualstylegan_for(profile))
+        generator = seeded("dualstylegan", seed, lambda: dualstylegan_for(profile))
         generator.generator.load_state_dict(intrinsic.state_dict())
         g_ema = copy.deepcopy(generator)
-        discriminator = _seeded("discriminator", seed, lambda: Discriminator(
+        discriminator = seeded("discriminator", seed, lambda: Discriminator(
             gc.size, gc.channel_multiplier, channels=gc.channels))
 
     if profile.needs_weights:
@@ -134,10 +124,10 @@ def build_train_models(
         elif with_id:
             log.warning("%s not found: training without the identity loss", ID_FILE)
     else:
-        vgg = _seeded("vgg19", seed, lambda: VGG19Features(layers=VGG_LAYERS, width_divisor=4))
+        vgg = seeded("vgg19", seed, lambda: VGG19Features(layers=VGG_LAYERS, width_divisor=4))
         id_features = None
         if with_id:
-            id_features = _seeded("irse50", seed, lambda: IDFeatures(
+            id_features = seeded("irse50", seed, lambda: IDFeatures(
                 Backbone(32, 50, "ir_se", widths=profile.encoder.widths).eval()))
     for m in (vgg, id_features):
         if m is not None:
@@ -147,8 +137,6 @@ def build_train_models(
 
 
 def _optional(name: str, weights_dir):
-    from .. import checkpoints as ck
-
     try:
         return ck.load_container(ck.resolve(name, weights_dir))
     except FileNotFoundError:
@@ -157,6 +145,4 @@ def _optional(name: str, weights_dir):
 
 def save_generator(path: str | os.PathLike, g_ema: DualStyleGAN) -> Path:
     """Write ``{"g_ema": state_dict}`` atomically: the layout of the released ``<style>/generator.pt``."""
-    from .. import checkpoints as ck
-
     return ck.save_atomic({"g_ema": g_ema.state_dict()}, path)

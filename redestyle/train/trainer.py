@@ -33,8 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..inversion import pool
-from ..losses import VGG19_LAYERS
+from ..checkpoints import load_checkpoint
+from ..fileio import save_atomic
+from ..imaging import pool
+from ..losses import VGG19_LAYERS, contextual_loss, id_loss
 from . import dist
 from .augment import AdaptiveAugment, augment
 from .config import FinetuneConfig, PretrainConfig
@@ -239,8 +241,6 @@ class Trainer:
         f2, f3 = _vgg(self.models.vgg, fake_l, FINETUNE_LAYERS)
         with torch.no_grad():
             t2, t3 = _vgg(self.models.vgg, target_l, FINETUNE_LAYERS)
-        from ..losses import contextual_loss, id_loss
-
         cx = contextual_loss(f3, t3, band_width=0.2)
         fm = F.mse_loss(f2.mean((2, 3)), t2.mean((2, 3))) + F.mse_loss(f3.mean((2, 3)), t3.mean((2, 3)))
         total = adv + cfg.cx_loss * cx + cfg.style_loss * fm
@@ -355,15 +355,11 @@ class Trainer:
 
     def save(self, path: str | os.PathLike) -> Path | None:
         """Write :meth:`checkpoint` atomically (rank 0; every rank must call it, it gathers streams)."""
-        from ..checkpoints import save_atomic
-
         payload = self.checkpoint()
         return save_atomic(payload, path) if dist.is_main() else None
 
     def load(self, payload_or_path: dict | str | os.PathLike) -> None:
         """Restore a :meth:`checkpoint` (or its file): weights, optimisers, step, streams, history."""
-        from ..checkpoints import load_checkpoint
-
         ck = payload_or_path if isinstance(payload_or_path, dict) else load_checkpoint(payload_or_path)
         self.g.load_state_dict(ck["g"])
         self.d.load_state_dict(ck["d"])
@@ -457,8 +453,6 @@ def run(
                 if done % cfg.save_every == 0 or done == end or official:
                     trainer.save(out / "last.pt")
                 if official and main:
-                    from ..checkpoints import save_atomic
-
                     payload = trainer.checkpoint() if pretrain else {"g_ema": trainer.g_ema.state_dict()}
                     save_atomic(payload, out / f"{model_name}-{done:06d}.pt")
     finally:

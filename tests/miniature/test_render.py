@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from redestyle.imaging import to_tensor
 from redestyle.miniature import (
     DOMAINS,
     HAIR_STYLES,
@@ -21,7 +22,6 @@ from redestyle.miniature import (
     render_batch,
     sample_params,
     segment,
-    to_tensor,
 )
 
 SIZE = 64

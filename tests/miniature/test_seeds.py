@@ -29,13 +29,13 @@ def _evaluation_vectors() -> np.ndarray:
         "person_set / named_portraits (notebooks, default portraits)"]).vectors]
     for name, seed in seeds.EVALUATION_SETS.items():
         if not name.startswith("person_set"):
-            sets.append(_vectors(train.draw_faces(1000, seed)))
+            sets.append(_vectors(world.draw_faces(1000, seed)))
     return np.concatenate(sets)
 
 
 def _training_streams() -> dict[str, np.ndarray]:
     """The first N_TRAIN faces of every training stream a default command draws (seed 0)."""
-    return {stream: _vectors(train.draw_faces(N_TRAIN, seeds.training_seed(stream, 0)))
+    return {stream: _vectors(world.draw_faces(N_TRAIN, seeds.training_seed(stream, 0)))
             for stream in seeds.STREAMS}
 
 
@@ -63,7 +63,7 @@ def test_no_evaluation_face_or_identity_occurs_in_a_training_stream():
 def test_the_check_finds_the_leak_of_the_legacy_streams():
     # the files shipped before the seed ranges trained on stream 0: person_set(seed=0) portrait 0
     # is that stream's photo #0 (the detector above would fail on it)
-    legacy = _vectors(train.draw_faces(100, seeds.LEGACY_DATA_SEEDS["photo"]))
+    legacy = _vectors(world.draw_faces(100, seeds.LEGACY_DATA_SEEDS["photo"]))
     pset = world.person_set(4, 4, seed=0)
     assert np.array_equal(pset.vectors[0], legacy[0].astype(np.float32))
     assert not _keys(pset.vectors[:1]).isdisjoint(_keys(legacy.astype(np.float32)))

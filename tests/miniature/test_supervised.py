@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from redestyle.miniature import supervised as sup
-from redestyle.miniature import train
+from redestyle.miniature import train, world
 from redestyle.miniature.render import HAIR_STYLES
 from redestyle.nets.stylegan2 import Generator
 
@@ -31,7 +31,7 @@ def test_laplacian_l1_weighs_fine_detail():
 
 
 def test_encode_params_ranges():
-    faces = train.draw_faces(200, 7)
+    faces = world.draw_faces(200, 7)
     enc = sup.encode_params(np.stack([f.to_vector() for f in faces]))
     assert enc.shape == (200, sup.PARAM_FEATURES)
     assert enc.min() >= -1 and enc.max() <= 1

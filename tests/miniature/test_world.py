@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from redestyle import data
+from redestyle import experiments
 from redestyle.miniature import oracle as orc
 from redestyle.miniature import world
 from redestyle.miniature.render import VECTOR_NAMES
@@ -74,7 +74,7 @@ def test_oracle_input_errors_name_the_shape():
 
 
 def test_mini_default_portraits_are_the_worlds():
-    portraits = data.default_portraits("mini", 64)
+    portraits = experiments.default_portraits("mini", 64)
     assert list(portraits)[:2] == ["mini_0", "mini_1"]
     assert all(p.shape == (1, 3, 64, 64) for p in portraits.values())
-    assert "astronaut_photo" in data.default_portraits("tiny", 64)
+    assert "astronaut_photo" in experiments.default_portraits("tiny", 64)

@@ -9,16 +9,14 @@ import torch
 import torch.nn.functional as F
 from conftest import load_parity
 
+from redestyle.inversion import hyperstyle_invert, iterate_hyperstyle, w_inversion
 from redestyle.nets.hyperstyle import (
     LAYERS_TO_TUNE,
     HyperNetwork,
     WEncoder,
-    hyperstyle_invert,
-    iterate_hyperstyle,
     layer_shapes_from_channels,
     layer_shapes_of,
     tuned_convs,
-    w_inversion,
 )
 from redestyle.nets.stylegan2 import Generator, default_channels
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from redestyle.imaging import to_uint8_batch
 from redestyle.train import (
     FinetuneConfig,
     PairedSet,
@@ -16,7 +17,6 @@ from redestyle.train import (
     build_train_models,
     dist,
 )
-from redestyle.train.data import to_uint8
 
 
 def main(out: Path) -> None:
@@ -31,7 +31,7 @@ def main(out: Path) -> None:
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         codes = models.generator.generator.mapping(torch.randn(40, 64, generator=g)).reshape(4, 10, 64)
-    images = to_uint8(torch.rand(4, 3, 64, 64, generator=g) * 2 - 1)
+    images = to_uint8_batch(torch.rand(4, 3, 64, 64, generator=g) * 2 - 1)
     pairs = PairedSet(list("abcd"), images, codes, codes.flip(0), "W+")
     config = FinetuneConfig(batch=2, iter=2, loss_size=64)
     real = RealBatches(images, 2, rank=rank, world_size=dist.world_size())

@@ -67,8 +67,17 @@ def test_one_step_updates_res_style_d_and_ema_only(pairs):
 
 
 def test_perceptual_loss_decreases_when_overfitting_one_pair(pairs):
+    """One pair, a fixed target: no jitter (subspace_std 0) and no re-drawn intrinsic entries
+    (random_ind = n_latent = 10), so that only the networks' own learning moves the loss.
+
+    Margin (issue 15): with the official re-draw of entries 8-9 the GAN noise made the last/first
+    ratio 0.77-0.93 when the starting weights were perturbed by 1e-6 (relative; a stand-in for the
+    rounding of other CPU kernels), and an AVX-512 machine gave 0.906 against the 0.9 bar. With the
+    fixed target it measured 0.65-0.74 under 1e-6 and 0.73-0.79 under 1e-4 perturbations (AVX2,
+    9 runs), at least 0.11 below the bar.
+    """
     one = PairedSet(pairs.names[:1], pairs.images[:1], pairs.exstyle[:1], pairs.instyle[:1], "W+")
-    trainer = make_trainer(one, iter=24, lr=0.005, subspace_std=0.0)
+    trainer = make_trainer(one, iter=24, lr=0.005, subspace_std=0.0, random_ind=one.instyle.shape[1])
     trainer.real = RealBatches(one.images, 2)
     perc = [h["perc"] for h in (trainer.finetune_step() for _ in range(24)) if "perc" in h]
     assert len(perc) == 12

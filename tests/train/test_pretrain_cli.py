@@ -11,16 +11,17 @@ import torch
 from PIL import Image
 
 from redestyle import zoo
+from redestyle.cli import add_transfer_arguments
+from redestyle.imaging import to_uint8_batch
 from redestyle.train import PretrainConfig, RealBatches, Trainer, build_train_models
 from redestyle.train.cli import add_train_arguments, cli_train
-from redestyle.train.data import to_uint8
-from redestyle.transfer import add_transfer_arguments, cli_transfer
+from redestyle.transfer import cli_transfer
 
 
 def test_pretrain_step_trains_the_extrinsic_path():
     models = build_train_models("tiny", seed=0, with_id=False)
     encoder = zoo.build_models("tiny", methods=["dsg_zplus"], seed=0).encoder("dsg_zplus")
-    images = to_uint8(torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    images = to_uint8_batch(torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1)
     config = PretrainConfig(iter=10, batch=2, loss_size=64)
     trainer = Trainer(models, config, real=RealBatches(images, 2),
                       encode_wplus=lambda x: models.generator.mapping_plus(encoder(x)))

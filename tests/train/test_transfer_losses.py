@@ -7,9 +7,10 @@ import argparse
 import pytest
 import torch
 
+from redestyle.cli import add_transfer_arguments
 from redestyle.losses import VGG19_LAYERS, VGG19Features, contextual_loss
 from redestyle.train import build_train_models
-from redestyle.transfer import add_transfer_arguments, stylize, transfer_grid
+from redestyle.transfer import stylize, transfer_grid
 
 
 @pytest.fixture(scope="module")

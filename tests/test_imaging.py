@@ -1,12 +1,13 @@
-"""Input policy of data.load_image on a generated corpus of awkward files (one clear error or a correct RGB)."""
+"""imaging: the input policy (load_image on a generated corpus of awkward files: one clear error or a
+correct RGB), and the tensor <-> uint8 conversions."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from redestyle import data
-from redestyle.viz import to_tensor
+from redestyle import data, imaging
+from redestyle.imaging import to_tensor
 
 SIZE = 64
 
@@ -67,13 +68,13 @@ def test_corpus_each_file_loads_correctly_or_fails_with_one_line(corpus):
     for name, want in cases.items():
         path = folder / name
         if isinstance(want, str):
-            with pytest.raises(data.ImageReadError) as info:
-                data.load_image(path, size=SIZE)
+            with pytest.raises(imaging.ImageReadError) as info:
+                imaging.load_image(path, size=SIZE)
             message = str(info.value)
             assert message.startswith(f"{path}: ") and want in message, (name, message)
             assert "\n" not in message
         else:
-            got = data.load_image(path, size=SIZE)
+            got = imaging.load_image(path, size=SIZE)
             assert got.shape == (1, 3, SIZE, SIZE) and got.dtype == torch.float32
             tol = {"cmyk.jpg": 0.05, "palette.png": 0.05}.get(name, 1e-6)
             assert (got - to_tensor(want, size=SIZE)).abs().mean() < tol, name
@@ -82,7 +83,7 @@ def test_corpus_each_file_loads_correctly_or_fails_with_one_line(corpus):
 def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
     """PIL's own convert('RGB') clips 16-bit values at 255 (a white image); ours scales them."""
     Image.fromarray(np.full((40, 40), 30000, np.uint16)).save(tmp_path / "mid.png")
-    got = data.load_image(tmp_path / "mid.png", size=32)
+    got = imaging.load_image(tmp_path / "mid.png", size=32)
     assert got.mean().item() == pytest.approx(round(30000 / 257) / 127.5 - 1, abs=1e-6)
 
 
@@ -91,15 +92,15 @@ def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 3  # rotated 180 degrees
     Image.fromarray(rgb).save(tmp_path / "rot.jpg", exif=exif, quality=100)
-    got = data.load_image(tmp_path / "rot.jpg", size=48)
+    got = imaging.load_image(tmp_path / "rot.jpg", size=48)
     assert (got - to_tensor(np.ascontiguousarray(rgb[::-1, ::-1]))).abs().mean() < 0.03
 
 
 def test_min_side_is_a_parameter(tmp_path):
     Image.fromarray(gradient(40)).save(tmp_path / "a.png")
-    assert data.load_image(tmp_path / "a.png", size=16).shape == (1, 3, 16, 16)
-    with pytest.raises(data.ImageReadError, match="40x40 px is smaller than the 64 px minimum"):
-        data.load_image(tmp_path / "a.png", size=16, min_side=64)
+    assert imaging.load_image(tmp_path / "a.png", size=16).shape == (1, 3, 16, 16)
+    with pytest.raises(imaging.ImageReadError, match="40x40 px is smaller than the 64 px minimum"):
+        imaging.load_image(tmp_path / "a.png", size=16, min_side=64)
 
 
 def test_load_folder_collects_failures(corpus):
@@ -111,4 +112,40 @@ def test_load_folder_collects_failures(corpus):
 
 def test_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        data.list_images(tmp_path / "nowhere")
+        imaging.list_images(tmp_path / "nowhere")
+
+
+def test_uint8_round_trip():
+    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    assert np.array_equal(imaging.to_uint8(imaging.to_tensor(img)), img)
+
+
+def test_to_uint8_rejects_a_batch():
+    with pytest.raises(ValueError, match="one image, got a batch of 2"):
+        imaging.to_uint8(torch.zeros(2, 3, 4, 4))
+
+
+def test_batches_convert_like_single_images():
+    """[N, H, W, 3] arrays (renders) give the rows that one-image conversion (through PIL) gives."""
+    batch = np.random.default_rng(1).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    x = imaging.to_tensor(batch)
+    assert x.shape == (3, 3, 8, 8) and x.dtype == torch.float32
+    for i in range(3):
+        assert torch.equal(x[i : i + 1], imaging.to_tensor(Image.fromarray(batch[i])))
+    u = imaging.to_uint8_batch(x)
+    assert u.dtype == torch.uint8 and torch.equal(u.permute(0, 2, 3, 1), torch.from_numpy(batch))
+    assert imaging.to_uint8_batch(torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0])).tolist() == [0, 0, 128, 255, 255]
+
+
+def test_pool_is_the_identity_at_its_size_and_a_block_mean_below():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert imaging.pool(x, 4) is x
+    assert imaging.pool(x, 2).flatten().tolist() == [2.5, 4.5, 10.5, 12.5]
+
+
+def test_rgba_arrays_are_composited_on_white():
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (10, 20, 30, 255)
+    out = imaging.as_rgb_uint8(rgba)
+    assert out[0, 0].tolist() == [10, 20, 30] and out[1, 1].tolist() == [255, 255, 255]
+    assert imaging.as_rgb_uint8(np.full((2, 2), 0.5)).shape == (2, 2, 3)
