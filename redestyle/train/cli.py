@@ -90,12 +90,12 @@ def cli_train(args: argparse.Namespace) -> int:
         with lock_folder(args.out) if dist.is_main() else contextlib.nullcontext():
             models = build_train_models(profile, weights_dir=args.weights, ckpt=args.ckpt, seed=args.seed or 0,
                                         device=device)
-            start = args.ckpt or ("the official generator-pretrain.pt" if profile.needs_weights else
-                                  "the miniature-world generator" if profile.name == "mini" else
-                                  "seeded random weights")
+            start = args.ckpt or {"official": "the official generator-pretrain.pt",
+                                  "shipped": "the miniature-world generator",
+                                  "random": "seeded random weights"}[profile.weights]
             if dist.is_main():
                 print(f"redestyle train: profile {profile.name}, starting from {start}")
-                if profile.name == "tiny" and args.ckpt is None:
+                if profile.weights == "random" and args.ckpt is None:
                     print("redestyle train: warning: tiny profile: random weights, the results show "
                           "mechanics only", file=sys.stderr)
                 elif not profile.needs_weights:  # build_train_models: no trained small loss networks exist

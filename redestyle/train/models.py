@@ -68,7 +68,7 @@ def dualstylegan_for(profile: Profile) -> DualStyleGAN:
 def load_dualstylegan(path: str | os.PathLike, profile: str | Profile = "ffhq1024", *, which: str = "g_ema") -> DualStyleGAN:
     """A DualStyleGAN from a checkpoint's ``which`` entry (``generator.pt``, ``generator-pretrain.pt``,
     our own checkpoints), strictly loaded; eval mode, CPU."""
-    profile = get_profile(profile) if isinstance(profile, str) else profile
+    profile = get_profile(profile)
     container = ck.load_container(path)
     state_dict = ck.take(container, which, path=path)
     g = dualstylegan_for(profile)
@@ -90,7 +90,7 @@ def build_train_models(
     ckpt: a file with ``g``, ``d``, ``g_ema`` (default for ffhq1024: ``generator-pretrain.pt`` in the
     weights folder). For tiny without ckpt the generator is seeded (``seed``).
     """
-    profile = get_profile(profile) if isinstance(profile, str) else profile
+    profile = get_profile(profile)
     gc = profile.generator
     if profile.needs_weights and ckpt is None:
         ckpt = ck.resolve(PRETRAIN_FILE, weights_dir)
