@@ -132,25 +132,14 @@ def build_models(profile: str, device: torch.device):
     return models.to(device)
 
 
-class _CompiledDecoder:
-    """The generator with ``decode`` compiled (what ``restyle`` / ``redestyle`` call); the rest delegated."""
-
-    def __init__(self, g):
-        self._g = g
-        self.decode = torch.compile(g.decode, dynamic=False)
-
-    def __getattr__(self, name):
-        return getattr(self._g, name)
-
-
 def workload(name: str, models, x: torch.Tensor, *, compiled: bool):
     """A no-argument callable running workload ``name`` on the batch ``x`` -> output image."""
-    from redestyle.destylize import redestyle
+    from redestyle.destylize import compile_networks, redestyle
     from redestyle.inversion import restyle
 
     enc, g = models.encoder("restyle_psp"), models.generator
-    if compiled:
-        enc, g = torch.compile(enc, dynamic=False), _CompiledDecoder(g)
+    if compiled:  # what `redestyle destylize --compile` does
+        enc, g = compile_networks(enc, g)
     avg, avg_image = models.latent_avg, models.avg_image
     if name == "g_forward":
         gen = torch.Generator(device="cpu").manual_seed(0)
