@@ -121,7 +121,11 @@ def main() -> int:
                     rows.append(row)
                     print(_line(row, cols), flush=True)
     print("\nseconds per image (batch time / batch); official = benchmarks/_official.py, same run")
-    print(format_table([{c: r.get(c, float("nan")) for c in cols} for r in rows], cols, digits=3))
+    table = [{c: r.get(c, float("nan")) for c in cols} for r in rows]
+    for r in table:  # errors in scientific notation (the fixed 3 decimals would print 0.000)
+        for c in ("max|diff|", "bf16_err"):
+            r[c] = "n/a" if r[c] != r[c] else f"{r[c]:.1e}"
+    print(format_table(table, cols, digits=3))
     return 0
 
 
