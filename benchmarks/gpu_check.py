@@ -48,6 +48,10 @@ from pathlib import Path
 
 import torch
 
+# sibling in benchmarks/ (the script's folder is on sys.path)
+from _timing import sync as _sync
+from _timing import timed
+
 from redestyle.experiments import format_table
 
 SCHEMA = 1
@@ -171,11 +175,6 @@ def capture(fn, device: torch.device):
     return replay
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _reset_peak(device):
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -190,11 +189,8 @@ def _timed(fn, device, *, max_reps: int = 3, max_s: float = 3.0) -> tuple[float,
     """(min seconds over up to ``max_reps`` calls, stopping after ``max_s``), last output."""
     seconds, out, start = [], None, time.perf_counter()
     while len(seconds) < max_reps and (not seconds or time.perf_counter() - start < max_s):
-        _sync(device)
-        t = time.perf_counter()
-        out = fn()
-        _sync(device)
-        seconds.append(time.perf_counter() - t)
+        sec, out = timed(fn, device)
+        seconds.append(sec)
     return min(seconds), out
 
 
