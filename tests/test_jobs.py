@@ -269,7 +269,8 @@ def test_cli_baseline_tiny(folder, tmp_path, capsys):
 
 def test_cli_autocast_bf16_codes_close_to_fp32_and_recorded(folder, tmp_path):
     (folder / "broken.png").unlink()
-    argv = [str(folder), "--schedule", "2-1", "--batch", "2", "--device", "cpu", "--no-previews"]
+    argv = [str(folder), "--profile", "tiny", "--schedule", "2-1", "--batch", "2", "--device", "cpu",
+            "--no-previews"]
     assert cli([*argv, "--out", str(tmp_path / "fp32")]) == 0
     assert cli([*argv, "--out", str(tmp_path / "bf16"), "--autocast", "bf16"]) == 0
     meta32 = json.loads((tmp_path / "fp32" / jobs.META).read_text())
@@ -278,9 +279,10 @@ def test_cli_autocast_bf16_codes_close_to_fp32_and_recorded(folder, tmp_path):
     assert meta16["autocast"] == "bf16"
     fp32 = load_codes(tmp_path / "fp32" / jobs.INSTYLE)
     bf16 = load_codes(tmp_path / "bf16" / jobs.INSTYLE)
-    for name in fp32:
+    for name in fp32:  # bf16 ran (the codes differ) and stayed close through 3 encoder + G passes
         assert bf16[name].dtype == np.float32
-        assert np.linalg.norm(bf16[name] - fp32[name]) <= 0.01 * np.linalg.norm(fp32[name])
+        diff = np.linalg.norm(bf16[name] - fp32[name])
+        assert 0 < diff <= 0.02 * np.linalg.norm(fp32[name])
     # resuming a bf16 folder with fp32 settings is refused: the codes were made differently
     assert cli([*argv, "--out", str(tmp_path / "bf16")]) == 1
 
