@@ -230,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     trace = debug or getattr(args, "verbose", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if trace else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    profile = getattr(args, "profile", None)
+    if getattr(args, "weights", None) and profile not in (None, "ffhq1024"):
+        # the one default never switches silently: say that the folder is not used
+        print(f"redestyle {args.verb}: warning: --weights is read only by --profile ffhq1024; this run uses "
+              f"{profile}", file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
