@@ -10,6 +10,8 @@ networks with the weights trained on the miniature world (``redestyle.miniature`
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 
@@ -56,15 +58,35 @@ class EncoderConfig:
         _check(self.num_layers in (50, 100, 152), f"EncoderConfig.num_layers must be 50/100/152, got {self.num_layers}")
 
 
+#: Where a profile's weights come from: seeded random init, files shipped in the package
+#: (``redestyle/miniature/weights``), or the official files of a weights folder.
+WEIGHT_SOURCES = ("random", "shipped", "official")
+
+
 @dataclass(frozen=True)
 class Profile:
-    """A complete set of network configurations."""
+    """A complete set of network configurations, and what else differs between profiles.
+
+    Code branches on these fields, never on ``name``.
+    """
 
     name: str
     generator: GeneratorConfig
     encoder: EncoderConfig
-    needs_weights: bool
+    weights: str  # one of WEIGHT_SOURCES
     label: str = ""  # printed in figure titles
+    baseline_style: str = "cartoon"  # the baseline's default g' style (ffhq1024: a DualStyleGAN style folder)
+    samples: str = "photos"  # notebooks' portraits without data_dir: "photos" (data.sample_portraits)
+    #                          or "world" (the miniature world's renders, whose answers are known)
+
+    def __post_init__(self):
+        _check(self.weights in WEIGHT_SOURCES, f"Profile.weights must be one of {WEIGHT_SOURCES}, got {self.weights!r}")
+        _check(self.samples in ("photos", "world"), f"Profile.samples must be 'photos' or 'world', got {self.samples!r}")
+
+    @property
+    def needs_weights(self) -> bool:
+        """True when the networks come from an official weights folder (``--weights``)."""
+        return self.weights == "official"
 
     @property
     def image_size(self) -> int:
@@ -86,21 +108,24 @@ PROFILES: dict[str, Profile] = {
         name="tiny",
         generator=_SMALL_GENERATOR,
         encoder=_SMALL_ENCODER,
-        needs_weights=False,
+        weights="random",
         label="tiny profile (random weights)",
+        baseline_style="tiny",  # only seeds the stand-in g' (zoo.tiny_g_prime)
     ),
     "mini": Profile(  # the tiny networks, trained on the miniature world (redestyle.miniature)
         name="mini",
         generator=_SMALL_GENERATOR,
         encoder=_SMALL_ENCODER,
-        needs_weights=False,
+        weights="shipped",
         label="mini profile (trained on the miniature world)",
+        baseline_style="portrait",  # the world's one style: its renderer's portrait domain (g_prime.pt)
+        samples="world",
     ),
     "ffhq1024": Profile(
         name="ffhq1024",
         generator=GeneratorConfig(),
         encoder=EncoderConfig(),
-        needs_weights=True,
+        weights="official",
         label="FFHQ 1024 (official weights)",
     ),
 }
@@ -111,14 +136,64 @@ PROFILES: dict[str, Profile] = {
 DEFAULT_PROFILE = "mini"
 
 
-def get_profile(name: str) -> Profile:
-    """Look up a profile by name with an error listing the known ones."""
+def get_profile(name: str | Profile) -> Profile:
+    """A profile by name (an error lists the known ones); a Profile is returned as it is.
+
+    The one place where ``str | Profile`` arguments are normalised.
+    """
+    if isinstance(name, Profile):
+        return name
     try:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None
 
 
+# "5-3-1", "6,4,2", "6 4 2", "(4, 2)", "[6, 4, 2]": integers joined by one separator each
+_SCHEDULE_RE = re.compile(r"\d+(?:(?:\s*[-,]\s*|\s+)\d+)*")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Numbers of ReStyle iterations per round, e.g. (5, 3, 1)."""
+
+    rounds: tuple[int, ...]
+
+    def __post_init__(self):
+        if not self.rounds:
+            raise ValueError("a schedule needs at least one round, e.g. '5-3-1'")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.rounds):
+            raise ValueError(
+                f"schedule rounds must be positive integers (ReStyle iterations per round), "
+                f"got {list(self.rounds)}")
+
+    @classmethod
+    def parse(cls, spec: str | int | Sequence[int] | Schedule) -> Schedule:
+        """Accept ``"5-3-1"``, ``"(4, 2)"``, ``"6,4,2"``, ``5`` or ``[6, 4, 2]``."""
+        if isinstance(spec, Schedule):
+            return spec
+        if isinstance(spec, int):  # a bool is rejected by __post_init__
+            return cls((spec,))
+        if isinstance(spec, str):
+            text = spec.strip()
+            if text[:1] + text[-1:] in ("()", "[]"):
+                text = text[1:-1].strip()
+            if not _SCHEDULE_RE.fullmatch(text):
+                raise ValueError(
+                    f"cannot parse schedule {spec!r}: expected ReStyle iteration counts such as "
+                    "'5-3-1', '6,4,2' or '(4, 2)'")
+            return cls(tuple(int(p) for p in re.findall(r"\d+", text)))
+        if isinstance(spec, Sequence):
+            return cls(tuple(spec))
+        raise TypeError(f"a schedule is a string, an int or a sequence of ints, got {type(spec).__name__}")
+
+    def __str__(self) -> str:
+        return "-".join(str(n) for n in self.rounds)
+
+    @property
+    def passes(self) -> int:
+        """Encoder + generator passes per image (9 for 5-3-1)."""
+        return sum(self.rounds)
 # ------------------------------------------------------------------------------------------------
 # The destylization baseline (torch-free, so the CLI parser can show the defaults)
 

@@ -35,8 +35,6 @@ see :func:`baseline`).
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,10 +42,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .config import BASELINE, BaselineWeights
+from .config import BASELINE, BaselineWeights, Schedule
 from .inversion import Step, pool, restyle
 from .losses import id_loss, latent_std_loss, lr_ramp, noise_normalize_, noise_regularize
-from .viz import image_grid
+from .ops import use_backend
 
 #: DualStyleGAN copies z_e[:, 8:18] into z_i: the layers from the second 64 px conv on (colour/texture).
 COLOR_FROM = 8
@@ -56,53 +54,8 @@ COLOR_FROM = 8
 METHODS = ("redestyle", "baseline")
 HANDOFFS = ("pool", "early")
 TRUNCATION_CENTERS = ("mean", "zero")
-
-# "5-3-1", "6,4,2", "6 4 2", "(4, 2)", "[6, 4, 2]": integers joined by one separator each
-_SCHEDULE_RE = re.compile(r"\d+(?:(?:\s*[-,]\s*|\s+)\d+)*")
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Numbers of ReStyle iterations per round, e.g. (5, 3, 1)."""
-
-    rounds: tuple[int, ...]
-
-    def __post_init__(self):
-        if not self.rounds:
-            raise ValueError("a schedule needs at least one round, e.g. '5-3-1'")
-        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.rounds):
-            raise ValueError(
-                f"schedule rounds must be positive integers (ReStyle iterations per round), "
-                f"got {list(self.rounds)}")
-
-    @classmethod
-    def parse(cls, spec: str | int | Sequence[int] | Schedule) -> Schedule:
-        """Accept ``"5-3-1"``, ``"(4, 2)"``, ``"6,4,2"``, ``5`` or ``[6, 4, 2]``."""
-        if isinstance(spec, Schedule):
-            return spec
-        if isinstance(spec, int):  # a bool is rejected by __post_init__
-            return cls((spec,))
-        if isinstance(spec, str):
-            text = spec.strip()
-            if text[:1] + text[-1:] in ("()", "[]"):
-                text = text[1:-1].strip()
-            if not _SCHEDULE_RE.fullmatch(text):
-                raise ValueError(
-                    f"cannot parse schedule {spec!r}: expected ReStyle iteration counts such as "
-                    "'5-3-1', '6,4,2' or '(4, 2)'")
-            return cls(tuple(int(p) for p in re.findall(r"\d+", text)))
-        if isinstance(spec, Sequence):
-            return cls(tuple(spec))
-        raise TypeError(f"a schedule is a string, an int or a sequence of ints, got {type(spec).__name__}")
-
-    def __str__(self) -> str:
-        return "-".join(str(n) for n in self.rounds)
-
-    @property
-    def passes(self) -> int:
-        """Encoder + generator passes per image (9 for 5-3-1)."""
-        return sum(self.rounds)
-
+#: ``DestyleOptions.autocast`` -> torch dtype (None: float32 throughout, the official numerics)
+AUTOCAST = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass
 class Round:
@@ -400,7 +353,7 @@ class DestyleOptions:
     """Every option of a destylization run (what ``codes_meta.json`` records)."""
 
     method: str = "redestyle"  # "redestyle" or "baseline"
-    schedule: str = "5-3-1"  # Re-Destyle rounds
+    schedule: Schedule | str = Schedule((5, 3, 1))  # Re-Destyle rounds (a str is parsed once, here)
     preserve_color: bool = False  # Re-Destyle: copy z_e[:, 8:] into z_i (the baseline always does)
     truncation: float | None = None  # Re-Destyle: psi for z_i (None: off); baseline: BASELINE.truncation if None
     truncation_center: str = "mean"  # Re-Destyle truncation centre: "mean" (latent_avg) or "zero"
@@ -408,11 +361,13 @@ class DestyleOptions:
     steps: int = BASELINE.steps  # baseline: Adam steps
     style: str | None = None  # baseline: g' style folder (<style>/finetune-000600.pt)
     joint_batch: bool = False  # baseline: optimise a batch's images in one Adam run (speed option)
+    autocast: str = "off"  # Re-Destyle: "off" (fp32, official numerics), "bf16" or "fp16" autocast
+    compile: bool = False  # Re-Destyle: torch.compile the encoder and the generator's decode
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        object.__setattr__(self, "schedule", str(Schedule.parse(self.schedule)))
+        object.__setattr__(self, "schedule", Schedule.parse(self.schedule))
         if self.handoff not in HANDOFFS:
             raise ValueError(f"handoff must be 'pool' or 'early', got {self.handoff!r}")
         if self.truncation_center not in TRUNCATION_CENTERS:
@@ -421,6 +376,11 @@ class DestyleOptions:
             raise ValueError(f"truncation must be in [0, 1], got {self.truncation}")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.autocast not in AUTOCAST:
+            raise ValueError(f"autocast must be one of {', '.join(AUTOCAST)}, got {self.autocast!r}")
+        if self.method == "baseline" and (self.autocast != "off" or self.compile):
+            raise ValueError("autocast and compile apply to the redestyle method only (the baseline "
+                             "keeps the official fp32 optimisation)")
 
     @property
     def space(self) -> str:
@@ -435,9 +395,12 @@ class DestyleOptions:
         """The fields that determine the codes (written to / compared with codes_meta.json)."""
         if self.method == "redestyle":
             return {"method": self.method, "space": self.space, "variant": "restyle_psp (C3: z_e = round 1, "
-                    "z_i = last round)", "schedule": self.schedule, "preserve_color": self.preserve_color,
+                    "z_i = last round)", "schedule": str(self.schedule), "preserve_color": self.preserve_color,
                     "truncation": self.truncation, "truncation_center": self.truncation_center,
-                    "handoff": self.handoff}
+                    "handoff": self.handoff,
+                    # only when set: fp32 eager runs keep the keys (and resume) of earlier versions
+                    **({"autocast": self.autocast} if self.autocast != "off" else {}),
+                    **({"compile": True} if self.compile else {})}
         return {"method": self.method, "space": self.space, "variant": "DualStyleGAN destylize.py",
                 "steps": self.steps, "truncation": self.baseline_truncation,
                 "truncation_center": "zero", "preserve_color": True, "style": self.style,
@@ -489,12 +452,22 @@ def make_destylizer(
     """
     if options.method == "redestyle":
         encoder, avg = models.encoder("restyle_psp"), models.latent_avg_for("restyle_psp")
+        generator = models.decoder_for("restyle_psp")
+        if options.compile:
+            encoder, generator = compile_networks(encoder, generator)
+        dtype = AUTOCAST[options.autocast]
 
         def run(images: torch.Tensor) -> Destylized:
-            return redestyle(encoder, models.decoder_for("restyle_psp"), images, schedule=options.schedule,
-                             latent_avg=avg, avg_image=models.avg_image,
-                             preserve_color=options.preserve_color, truncation=options.truncation,
-                             truncation_center=options.truncation_center, handoff=options.handoff)
+            amp = (torch.autocast(images.device.type, dtype=dtype) if dtype is not None
+                   else contextlib.nullcontext())
+            # compiled graphs trace the reference ops (the CUDA kernels' autograd Functions would
+            # split them)
+            ops = use_backend("reference") if options.compile else contextlib.nullcontext()
+            with amp, ops:
+                return redestyle(encoder, generator, images, schedule=options.schedule,
+                                 latent_avg=avg, avg_image=models.avg_image,
+                                 preserve_color=options.preserve_color, truncation=options.truncation,
+                                 truncation_center=options.truncation_center, handoff=options.handoff)
 
         return run
     kwargs = baseline_arguments(models, options, seed=seed)
@@ -509,8 +482,26 @@ def make_destylizer(
     return run_baseline
 
 
+class CompiledDecoder:
+    """A generator whose ``decode`` is ``torch.compile``-d (what ``restyle`` and ``redestyle`` call);
+    every other attribute is the generator's."""
+
+    def __init__(self, generator):
+        self.generator = generator
+        self.decode = torch.compile(generator.decode, dynamic=False)
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+
+def compile_networks(encoder, generator):
+    """(compiled encoder, :class:`CompiledDecoder`) for Re-Destyle; compilation happens on the first
+    call of each input shape and dtype (minutes for the 1024 generator)."""
+    return torch.compile(encoder, dynamic=False), CompiledDecoder(generator)
+
+
 # ------------------------------------------------------------------------------------------------
-# Figures 2-3 (notebooks/02_n_schedule_destylization.ipynb)
+# Figures 2-3 (notebooks/02_n_schedule_destylization.ipynb): the data; the figures are in experiments.py
 
 
 def run_schedules(models, portraits: Mapping[str, torch.Tensor], schedules: Sequence[str], *,
@@ -520,37 +511,8 @@ def run_schedules(models, portraits: Mapping[str, torch.Tensor], schedules: Sequ
     results = {}
     for spec in schedules:
         options = DestyleOptions(schedule=spec, handoff=handoff)
-        results[options.schedule] = make_destylizer(models, options)(x)
+        results[str(options.schedule)] = make_destylizer(models, options)(x)
     return results
-
-
-def schedule_grid(portraits: Mapping[str, torch.Tensor], results: Mapping[str, Destylized]):
-    """Fig. 2 layout: one row per (portrait, schedule): input, then each round's output image.
-
-    Returns (rows of [3, H, W] images or None, row labels, column labels) for ``viz.image_grid``.
-    """
-    n_cols = max(len(r.rounds) for r in results.values())
-    rows, labels = [], []
-    for i, name in enumerate(portraits):
-        for spec, result in results.items():
-            size = result.rounds[0].input.shape[-1]
-            rows.append([portraits[name][0]] + [pool(r.image[i : i + 1], size)[0] for r in result.rounds])
-            labels.append(f"{name}\n{spec}")
-    cols = ["input"] + [f"round {k + 1}" for k in range(n_cols)]
-    return rows, labels, cols
-
-
-def destylized_grid(portraits: Mapping[str, torch.Tensor], results: Mapping[str, Destylized]):
-    """Fig. 3 layout: per portrait: input, reconstruction (z_e), the destylized face per schedule."""
-    first = next(iter(results.values()))
-    size = first.rounds[0].input.shape[-1] if first.rounds else first.image.shape[-1]
-    rows = []
-    for i, name in enumerate(portraits):
-        row = [portraits[name][0], pool(first.reconstruction[i : i + 1], size)[0]]
-        row += [pool(r.image[i : i + 1], size)[0] for r in results.values()]
-        rows.append(row)
-    cols = ["input", "z_e* (round 1)"] + [f"z_i* {spec}" for spec in results]
-    return rows, list(portraits), cols
 
 
 def latent_distance_rows(results: Mapping[str, Destylized], latent_avg: torch.Tensor) -> list[dict]:
@@ -565,61 +527,6 @@ def latent_distance_rows(results: Mapping[str, Destylized], latent_avg: torch.Te
             dist = (r.latent - latent_avg.unsqueeze(0)).norm(dim=-1).mean().item()
             rows.append({"schedule": spec, "round": k + 1, "N": r.n_iters, "dist_to_avg": dist})
     return rows
-
-
-def widgets_live() -> bool:
-    """True inside a Jupyter kernel started by a Jupyter server (a live frontend) with ipywidgets.
-
-    jupyter_server exports ``JPY_SESSION_NAME`` to the kernels it starts; papermill, nbconvert
-    and nbval start kernels without it, so headless runs return False.
-    """
-    if not os.environ.get("JPY_SESSION_NAME"):
-        return False
-    try:
-        import ipywidgets  # noqa: F401
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
-
-
-def schedule_explorer(models, portraits: Mapping[str, torch.Tensor], *, schedules: Sequence[str] = (
-        "5-3-1", "6-4-2", "4-2", "3-1", "5", "1")):
-    """An ipywidgets slider over schedules showing every round's image; None when not live.
-
-    Returns the widget (display it as the cell's value) or None (headless: nothing to show).
-    """
-    if not widgets_live():
-        return None
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-
-    def show(schedule: str):
-        rows, labels, cols = schedule_grid(portraits, run_schedules(models, portraits, [schedule]))
-        image_grid(rows, row_labels=labels, col_labels=cols, title=f"{schedule} ({models.label})")
-        plt.show()
-
-    return widgets.interactive(show, schedule=widgets.SelectionSlider(options=list(schedules),
-                                                                     value=schedules[0]))
-
-
-def round_detail_grid(portrait: torch.Tensor, result: Destylized, *, index: int = 0):
-    """Fig. 2 detail for one portrait: one row per round: its input, every ReStyle iteration, its output.
-
-    portrait: [1, 3, P, P] (only for the shapes' sake: round 1's input is the portrait itself);
-    index: which image of ``result``'s batch. Row labels give the round and its N; images are
-    pooled to P. Returns (rows, row labels, column labels) for ``viz.image_grid``.
-    """
-    size = portrait.shape[-1]
-    n_max = max(r.n_iters for r in result.rounds)
-    rows, labels = [], []
-    for k, r in enumerate(result.rounds):
-        iters = [pool(s.image[index : index + 1], size)[0] for s in r.steps]
-        rows.append([r.input[index]] + iters + [None] * (n_max - len(iters)) + [iters[-1]])
-        labels.append(f"round {k + 1}\nN = {r.n_iters}")
-    cols = ["round input"] + [f"iteration {t + 1}" for t in range(n_max)] + ["round output"]
-    return rows, labels, cols
 
 
 def tradeoff_rows(results: Mapping[str, Destylized], portraits: Mapping[str, torch.Tensor],
@@ -639,24 +546,3 @@ def tradeoff_rows(results: Mapping[str, Destylized], portraits: Mapping[str, tor
             rows.append({"schedule": spec, "round": k + 1, "N": r.n_iters, "dist_to_avg": dist,
                          "mse_to_portrait": mse})
     return rows
-
-
-def tradeoff_figure(rows: Sequence[Mapping], *, title: str):
-    """Matplotlib figure of :func:`tradeoff_rows`: distance to latent_avg and MSE to the portrait per round."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-    for spec in dict.fromkeys(r["schedule"] for r in rows):
-        mine = [r for r in rows if r["schedule"] == spec]
-        rounds = [r["round"] for r in mine]
-        for ax, key in zip(axes, ("dist_to_avg", "mse_to_portrait")):
-            ax.plot(rounds, [r[key] for r in mine], marker="o", label=spec)
-    axes[0].set_ylabel("||w - latent_avg|| (mean over layers)")
-    axes[1].set_ylabel("MSE(round output, portrait)")
-    for ax in axes:
-        ax.set_xlabel("round")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(title="schedule", fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig

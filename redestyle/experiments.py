@@ -1,12 +1,15 @@
-"""The paper's experiments as functions: what the notebooks call, one per figure or table.
+"""The paper's experiments and figures (layer 6, the presentation layer): what the notebooks call.
 
-Each returns plain results (tensors, rows of numbers) that the notebook turns into a figure and a
-table; nothing here writes files.
+Each experiment returns plain results (tensors, rows of numbers); the figure functions turn them
+into matplotlib figures (grids, curves) or widgets, so every figure is one call from its notebook.
+The algorithms below this layer return data only. Nothing here writes files (``viz.save_figure``
+does, from the notebook).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -15,17 +18,22 @@ import torch
 import torch.nn.functional as F
 
 from . import data, metrics
+from . import destylize as ds
+from .config import Profile, get_profile
 from .inversion import METHODS, Inversion, invert, pool
 from .miniature import world
+from .transfer import transfer_grid
+from .viz import image_grid
 
 
-def default_portraits(profile: str, size: int) -> dict[str, torch.Tensor]:
+def default_portraits(profile: str | Profile, size: int) -> dict[str, torch.Tensor]:
     """The portraits the notebooks use without a ``data_dir``: name -> [1, 3, size, size].
 
-    ``mini``: portrait-domain renders of the miniature world (:func:`redestyle.miniature.world.
-    named_portraits`, whose answers are known); other profiles: :func:`redestyle.data.sample_portraits`.
+    By ``Profile.samples``: ``"world"`` (mini): portrait-domain renders of the miniature world
+    (:func:`redestyle.miniature.world.named_portraits`, whose answers are known); ``"photos"``:
+    :func:`redestyle.data.sample_portraits`.
     """
-    if profile == "mini":
+    if get_profile(profile).samples == "world":
         return world.named_portraits(size=size)
     return data.sample_portraits(size)
 
@@ -93,6 +101,17 @@ def compare_encoders(
     return EncoderComparison(names, x, results, rows)
 
 
+
+def encoder_figure(comparison: EncoderComparison, *, title: str):
+    """Fig. 1 as a figure: one row per portrait, its input then each method's reconstruction.
+
+    Reconstructions are pooled to the portraits' resolution P; columns follow ``comparison.results``.
+    """
+    size = comparison.portraits.shape[-1]
+    rows = [[x] + [pool(result.image[i : i + 1], size)[0] for result in comparison.results.values()]
+            for i, x in enumerate(comparison.portraits)]
+    return image_grid(rows, row_labels=comparison.names, col_labels=["input", *comparison.results], title=title)
+
 def format_table(rows: Sequence[Mapping], columns: Sequence[str], *, digits: int = 4) -> str:
     """A fixed-width text table; floats rounded to ``digits`` decimals, NaN shown as 'n/a'."""
 
@@ -108,3 +127,183 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str], *, digits: int
     lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(b, widths)))
               for b in body]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures 2-3 (notebooks/02_n_schedule_destylization.ipynb)
+
+
+def schedule_grid(portraits: Mapping[str, torch.Tensor], results: Mapping[str, ds.Destylized]):
+    """Fig. 2 layout: one row per (portrait, schedule): input, then each round's output image.
+
+    Returns (rows of [3, H, W] images or None, row labels, column labels) for ``viz.image_grid``.
+    """
+    n_cols = max(len(r.rounds) for r in results.values())
+    rows, labels = [], []
+    for i, name in enumerate(portraits):
+        for spec, result in results.items():
+            size = result.rounds[0].input.shape[-1]
+            rows.append([portraits[name][0]] + [pool(r.image[i : i + 1], size)[0] for r in result.rounds])
+            labels.append(f"{name}\n{spec}")
+    cols = ["input"] + [f"round {k + 1}" for k in range(n_cols)]
+    return rows, labels, cols
+
+
+def destylized_grid(portraits: Mapping[str, torch.Tensor], results: Mapping[str, ds.Destylized]):
+    """Fig. 3 layout: per portrait: input, reconstruction (z_e), the destylized face per schedule."""
+    first = next(iter(results.values()))
+    size = first.rounds[0].input.shape[-1] if first.rounds else first.image.shape[-1]
+    rows = []
+    for i, name in enumerate(portraits):
+        row = [portraits[name][0], pool(first.reconstruction[i : i + 1], size)[0]]
+        row += [pool(r.image[i : i + 1], size)[0] for r in results.values()]
+        rows.append(row)
+    cols = ["input", "z_e* (round 1)"] + [f"z_i* {spec}" for spec in results]
+    return rows, list(portraits), cols
+
+
+def widgets_live() -> bool:
+    """True inside a Jupyter kernel started by a Jupyter server (a live frontend) with ipywidgets.
+
+    jupyter_server exports ``JPY_SESSION_NAME`` to the kernels it starts; papermill, nbconvert
+    and nbval start kernels without it, so headless runs return False.
+    """
+    if not os.environ.get("JPY_SESSION_NAME"):
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def schedule_explorer(models, portraits: Mapping[str, torch.Tensor], *, schedules: Sequence[str] = (
+        "5-3-1", "6-4-2", "4-2", "3-1", "5", "1")):
+    """An ipywidgets slider over schedules showing every round's image; None when not live.
+
+    Returns the widget (display it as the cell's value) or None (headless: nothing to show).
+    """
+    if not widgets_live():
+        return None
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def show(schedule: str):
+        rows, labels, cols = schedule_grid(portraits, ds.run_schedules(models, portraits, [schedule]))
+        image_grid(rows, row_labels=labels, col_labels=cols, title=f"{schedule} ({models.label})")
+        plt.show()
+
+    return widgets.interactive(show, schedule=widgets.SelectionSlider(options=list(schedules),
+                                                                     value=schedules[0]))
+
+
+def round_detail_grid(portrait: torch.Tensor, result: ds.Destylized, *, index: int = 0):
+    """Fig. 2 detail for one portrait: one row per round: its input, every ReStyle iteration, its output.
+
+    portrait: [1, 3, P, P] (only for the shapes' sake: round 1's input is the portrait itself);
+    index: which image of ``result``'s batch. Row labels give the round and its N; images are
+    pooled to P. Returns (rows, row labels, column labels) for ``viz.image_grid``.
+    """
+    size = portrait.shape[-1]
+    n_max = max(r.n_iters for r in result.rounds)
+    rows, labels = [], []
+    for k, r in enumerate(result.rounds):
+        iters = [pool(s.image[index : index + 1], size)[0] for s in r.steps]
+        rows.append([r.input[index]] + iters + [None] * (n_max - len(iters)) + [iters[-1]])
+        labels.append(f"round {k + 1}\nN = {r.n_iters}")
+    cols = ["round input"] + [f"iteration {t + 1}" for t in range(n_max)] + ["round output"]
+    return rows, labels, cols
+
+
+def tradeoff_figure(rows: Sequence[Mapping], *, title: str):
+    """Matplotlib figure of :func:`tradeoff_rows`: distance to latent_avg and MSE to the portrait per round."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for spec in dict.fromkeys(r["schedule"] for r in rows):
+        mine = [r for r in rows if r["schedule"] == spec]
+        rounds = [r["round"] for r in mine]
+        for ax, key in zip(axes, ("dist_to_avg", "mse_to_portrait")):
+            ax.plot(rounds, [r[key] for r in mine], marker="o", label=spec)
+    axes[0].set_ylabel("||w - latent_avg|| (mean over layers)")
+    axes[1].set_ylabel("MSE(round output, portrait)")
+    for ax in axes:
+        ax.set_xlabel("round")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(title="schedule", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Fig. 6 (notebooks/04_dualstylegan_training.ipynb)
+
+
+#: the fine-tuning terms worth plotting (the lambda-weighted terms of the generator loss, D's loss)
+FINETUNE_CURVES = ("d", "g_adv", "cx", "fm", "perc", "id")
+
+
+def loss_curves(
+    history: Sequence[Mapping[str, float]],
+    *,
+    keys: Sequence[str] = FINETUNE_CURVES,
+    title: str | None = None,
+    smooth: int = 5,
+):
+    """A matplotlib figure with one panel per loss: raw values (dots) and a running mean of ``smooth``.
+
+    Iterations where a loss is absent (e.g. the perceptual loss on unpaired iterations) are skipped.
+    """
+    import matplotlib.pyplot as plt  # only when a figure is drawn
+
+    keys = [k for k in keys if any(k in h for h in history)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 2.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        steps = [int(h["step"]) for h in history if key in h]
+        values = [h[key] for h in history if key in h]
+        ax.plot(steps, values, ".", markersize=3, alpha=0.5)
+        if len(values) >= smooth:
+            mean = [sum(values[i - smooth + 1 : i + 1]) / smooth for i in range(smooth - 1, len(values))]
+            ax.plot(steps[smooth - 1 :], mean, "-", linewidth=1.5)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@dataclass
+class TransferFigure:
+    """Fig. 6: DualStyleGAN style transfer of content codes with every exemplar of a style set."""
+
+    contents: torch.Tensor  # [C, n_latent, D] W+ content codes (two of the set, then random faces)
+    grid: torch.Tensor  # [C, E, 3, S, S] content x exemplar, structure and colour weights as set
+    plain: torch.Tensor  # [C, 1, 3, S, S] weights 0: the intrinsic-only face of each content
+    figure: object  # the matplotlib figure (style row, then one row per content)
+
+
+@torch.no_grad()
+def transfer_figure(g_ema, pairs, *, seed: int, title: str, n_random: int = 2) -> TransferFigure:
+    """Fig. 6: the first and last codes of ``pairs`` (a ``train.data.PairedSet``) and ``n_random``
+    random faces (z seeded by ``seed``, mapped to W) restyled with every exemplar of the set.
+
+    Row 0 shows the style images, each content row its intrinsic-only face, then its transfers.
+    """
+    dev = next(g_ema.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    random_faces = g_ema.generator.mapping(torch.randn(n_random, g_ema.style_dim, generator=gen).to(dev))
+    contents = torch.cat([pairs.instyle[[0, -1]].to(dev), random_faces[:, None].expand(-1, g_ema.n_latent, -1)])
+    exemplars = pairs.exstyle.to(dev)
+    grid = transfer_grid(g_ema, contents, exemplars)
+    plain = transfer_grid(g_ema, contents, exemplars[:1], structure_weight=0.0, color_weight=0.0)
+    rows = [[None, *[pairs.image(torch.tensor([j]))[0] for j in range(len(pairs))]]]
+    rows += [[plain[i, 0].cpu(), *grid[i].cpu()] for i in range(len(contents))]
+    names = [n.replace("astronaut_", "") for n in pairs.names]
+    labels = ["style", f"z_i* {names[0]}", f"z_i* {names[-1]}", *[f"random {k + 1}" for k in range(n_random)]]
+    fig = image_grid(rows, col_labels=["content", *names], row_labels=labels, title=title)
+    return TransferFigure(contents, grid, plain, fig)

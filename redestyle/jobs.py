@@ -41,7 +41,7 @@ from PIL import Image, ImageDraw, ImageFont
 from . import destylize as ds
 from . import zoo
 from .checkpoints import load_codes
-from .config import get_profile
+from .config import Schedule, get_profile
 from .fileio import REPORT, atomic_write, folder_report, save_json
 from .folderlock import FolderInUseError, lock_folder
 from .imaging import ImageReadError, list_images, load_image, pool, to_uint8
@@ -218,12 +218,15 @@ def cli_destylize(args: argparse.Namespace) -> int:
             if profile.needs_weights:
                 raise ValueError("--method baseline needs --style NAME (g' = <weights>/NAME/finetune-000600.pt)")
             # tiny: a seeded stand-in g' (zoo.tiny_g_prime); mini: its trained g' (zoo.MINI_STYLE)
-            style = zoo.MINI_STYLE if profile.name == "mini" else "tiny"
-        options = ds.DestyleOptions(method=args.method, schedule=args.schedule,
+            style = profile.baseline_style
+        # the one parse of --schedule: a typed Schedule from here to the loop (errors: one line, exit 1)
+        options = ds.DestyleOptions(method=args.method, schedule=Schedule.parse(args.schedule),
                                     preserve_color=args.preserve_color, truncation=args.truncation,
                                     handoff=args.handoff, steps=args.steps,
                                     style=style if args.method == "baseline" else None,
-                                    joint_batch=args.method == "baseline" and args.joint_batch)
+                                    joint_batch=args.method == "baseline" and args.joint_batch,
+                                    autocast=args.autocast,
+                                    compile=args.compile)
         device = zoo.resolve_device(args.device)
         methods = ["restyle_psp"] if options.method == "redestyle" else ["dsg_zplus"]
         models = zoo.build_models(profile, methods=methods, weights_dir=args.weights, seed=args.seed,

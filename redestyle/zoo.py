@@ -20,7 +20,7 @@ import torch
 
 from . import checkpoints as ck
 from .config import Profile, get_profile
-from .inversion import average_image
+from .inversion import METHODS, average_image
 from .losses import LPIPS
 from .miniature.models import (
     WEIGHTS_DIR,
@@ -282,19 +282,25 @@ def _own_decoder(decoders: dict, method: str, state_dict, generator, file) -> No
 
 
 #: The miniature world has one style, its renderer's portrait domain (g' = ``g_prime.pt``).
-MINI_STYLE = "portrait"
+MINI_STYLE = get_profile("mini").baseline_style
 
 
 def default_style(profile: str | Profile) -> str:
-    """The baseline's default g' style of a profile (DualStyleGAN's ``cartoon``; ``portrait`` on mini)."""
-    name = profile if isinstance(profile, str) else profile.name
-    return MINI_STYLE if name == "mini" else "cartoon"
+    """The baseline's default g' style of a profile (``Profile.baseline_style``: DualStyleGAN's
+    ``cartoon`` on ffhq1024, ``portrait`` on mini)."""
+    return get_profile(profile).baseline_style
 
 
 def mini_methods() -> tuple[str, ...]:
     """Fig. 1 methods the ``mini`` profile can run: those with a shipped encoder, plus optimization."""
     shipped = tuple(m for m in ENCODER_FILES if m != "dsg_zplus" and (WEIGHTS_DIR / f"{m}.pt").exists())
     return (*shipped, "optimization")
+
+
+def methods_for(profile: str | Profile) -> tuple[str, ...]:
+    """The Fig. 1 methods a profile can run: every one of ``inversion.METHODS``, except on shipped
+    weights (mini): the methods with a shipped encoder, plus optimization (:func:`mini_methods`)."""
+    return mini_methods() if get_profile(profile).weights == "shipped" else METHODS
 
 
 def _mini_models(profile: Profile, methods, g_prime_style: str | None) -> Models:
@@ -381,10 +387,10 @@ def build_models(
     (``with_id``) is an error naming the file, unless ``allow_random_loss_nets`` (then LPIPS runs on a
     seeded random VGG16, and there is no ID network). ``models.loss_nets`` records what ran.
     """
-    profile = get_profile(profile) if isinstance(profile, str) else profile
+    profile = get_profile(profile)
     methods = tuple(methods)
-    official = profile.needs_weights and not random_weights
-    if profile.name == "mini" and not random_weights:
+    official = profile.weights == "official" and not random_weights
+    if profile.weights == "shipped" and not random_weights:
         models = _mini_models(profile, methods, g_prime_style)
     elif official:
         models = _official_models(profile, methods, weights_dir)

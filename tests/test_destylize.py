@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from redestyle import destylize as ds
-from redestyle import zoo
+from redestyle import experiments, zoo
 from redestyle.inversion import pool, restyle
 from redestyle.nets.encoders import BackboneEncoder
 
@@ -390,7 +390,8 @@ def test_make_destylizer_checks_what_the_baseline_needs(tiny):
         ds.make_destylizer(tiny, ds.DestyleOptions(method="baseline"))
     with pytest.raises(ValueError, match="method must be one of"):
         ds.DestyleOptions(method="optimise")
-    assert ds.DestyleOptions(schedule="(6, 4, 2)").schedule == "6-4-2"
+    assert ds.DestyleOptions(schedule="(6, 4, 2)").schedule == ds.Schedule((6, 4, 2))
+    assert ds.DestyleOptions(schedule="(6, 4, 2)").meta()["schedule"] == "6-4-2"
 
 
 # --- figure helpers -------------------------------------------------------------------------------
@@ -399,7 +400,7 @@ def test_make_destylizer_checks_what_the_baseline_needs(tiny):
 def test_figure_helpers(tiny, images):
     portraits = {"a": images[:1], "b": images[1:]}
     results = ds.run_schedules(tiny, portraits, ["5-3-1", "2-1"])
-    rows, labels, cols = ds.schedule_grid(portraits, results)
+    rows, labels, cols = experiments.schedule_grid(portraits, results)
     assert len(rows) == 4 and cols == ["input", "round 1", "round 2", "round 3"]
     assert [len(r) for r in rows] == [4, 3, 4, 3]
     dist = ds.latent_distance_rows(results, tiny.latent_avg)
@@ -408,13 +409,13 @@ def test_figure_helpers(tiny, images):
     last = results["5-3-1"].z_i
     want = (last - tiny.latent_avg).norm(dim=-1).mean().item()
     assert dist[2]["dist_to_avg"] == pytest.approx(want)
-    rows3, _, cols3 = ds.destylized_grid(portraits, results)
+    rows3, _, cols3 = experiments.destylized_grid(portraits, results)
     assert len(rows3) == 2 and len(cols3) == 4
 
 
 def test_round_detail_grid_and_tradeoff(tiny, images, result):
     portraits = {"a": images[:1], "b": images[1:]}
-    rows, labels, cols = ds.round_detail_grid(images[1:], result, index=1)
+    rows, labels, cols = experiments.round_detail_grid(images[1:], result, index=1)
     assert labels == ["round 1\nN = 5", "round 2\nN = 3", "round 3\nN = 1"]
     assert cols[0] == "round input" and cols[-1] == "round output" and len(cols) == 7
     torch.testing.assert_close(rows[0][0], images[1])  # round 1 encodes the portrait itself
@@ -427,7 +428,7 @@ def test_round_detail_grid_and_tradeoff(tiny, images, result):
     assert trade[1]["mse_to_portrait"] == pytest.approx(want, rel=1e-5)
     assert trade[2]["dist_to_avg"] == pytest.approx(
         (result.z_i - tiny.latent_avg).norm(dim=-1).mean().item(), rel=1e-5)
-    fig = ds.tradeoff_figure(trade, title="t")
+    fig = experiments.tradeoff_figure(trade, title="t")
     assert [ax.get_xlabel() for ax in fig.axes[:2]] == ["round", "round"]
     assert len(fig.axes[0].lines) == 1 and list(fig.axes[0].lines[0].get_ydata()) == [r["dist_to_avg"] for r in trade]
 
@@ -452,5 +453,5 @@ def test_schedule_1_is_nearer_latent_avg_than_5_on_tiny(tiny, seed):
 
 def test_no_widgets_headless(tiny, images, monkeypatch):
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    assert ds.widgets_live() is False
-    assert ds.schedule_explorer(tiny, {"a": images[:1]}) is None
+    assert experiments.widgets_live() is False
+    assert experiments.schedule_explorer(tiny, {"a": images[:1]}) is None

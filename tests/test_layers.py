@@ -28,10 +28,9 @@ LAYERS: dict[str, int] = {
     "redestyle.folderlock": 1,
     "redestyle.config": 1,
     "redestyle.miniature.render": 1,  # numpy only: the procedural faces
-    # 2: weight files (official registry, the mini profile's shipped files); figure helpers
+    # 2: weight files (official registry, the mini profile's shipped files)
     "redestyle.checkpoints": 2,
     "redestyle.miniature.models": 2,
-    "redestyle.viz": 2,
     # 3: inversion loops and losses
     "redestyle.inversion": 3,
     "redestyle.losses": 3,
@@ -41,15 +40,16 @@ LAYERS: dict[str, int] = {
     "redestyle.metrics": 4,
     "redestyle.align": 4,
     "redestyle.data": 4,
-    # 5: training (DualStyleGAN, miniature world), evaluation sets and measures
+    # 5: training (DualStyleGAN, miniature world), style transfer, evaluation sets and measures
     "redestyle.train": 5,
+    "redestyle.transfer": 5,
     "redestyle.miniature": 5,
     "redestyle.accuracy": 5,
-    # 6: the paper's experiments and figures (what the notebooks call)
+    # 6: the presentation layer: the paper's experiments, figures, grids, widgets (notebooks call these)
     "redestyle.experiments": 6,
-    # 7: folder jobs, style transfer, the notebook runner
+    "redestyle.viz": 6,
+    # 7: folder jobs, the notebook runner
     "redestyle.jobs": 7,
-    "redestyle.transfer": 7,
     "redestyle.reproduce": 7,
     # 8: the command line
     "redestyle.cli": 8,

@@ -47,6 +47,7 @@ from ..train.gan import (
     mixing_noise,
     requires_grad,
 )
+from . import supervised as sup
 from .models import (  # noqa: F401  (WEIGHTS_DIR, load_into, weights_file: the stages' files, re-exported)
     ENCODERS,
     IMAGE_SIZE,
@@ -59,9 +60,12 @@ from .models import (  # noqa: F401  (WEIGHTS_DIR, load_into, weights_file: the 
     weights_file,
 )
 from .oracle import AttributeRegressor, errors
+from .render import render_batch
+from .seeds import training_seed
 from .world import render_set
 
-STAGES = ("generator", "oracle", "g_prime", "restyle_psp", "restyle_e4e", "psp", "e4e", "dsg_zplus")
+STAGES = ("generator", "oracle", "g_prime", "restyle_psp", "restyle_e4e", "psp", "e4e", "dsg_zplus",
+          "generator_sup")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,15 +159,44 @@ def _mean_recent(log: list[dict], key: str, n: int = 10) -> float:
     return round(float(np.mean(values)), 6) if values else float("nan")
 
 
+def _save_carry(path: Path, step: int, modules: dict[str, nn.Module], states: dict,
+                log: list[dict], elapsed: float) -> None:
+    """A small resumable state for committing: modules in float16, ``states`` (e.g. random
+    streams) as they are, the log; no optimizer moments."""
+    save_atomic({"step": step, "modules": {k: _half(m.state_dict()) for k, m in modules.items()},
+                 "states": {k: o.state_dict() for k, o in states.items()}, "log": log,
+                 "elapsed": elapsed}, path)
+
+
+def _load_carry(path: Path, modules: dict[str, nn.Module], states: dict) -> tuple[int, list[dict], float]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    for k, m in modules.items():
+        m.load_state_dict({n: v.float() if v.is_floating_point() else v for n, v in state["modules"][k].items()})
+    for k, o in states.items():
+        o.load_state_dict(state["states"][k])
+    print(f"[{path.name}] carried over at step {state['step']} (optimizer moments start afresh)", flush=True)
+    return state["step"], state["log"], state["elapsed"]
+
+
 def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
           modules: dict[str, nn.Module], optims: dict, *,
-          log_every: int, save_every: int, resume: bool) -> tuple[list[dict], float]:
+          log_every: int, save_every: int, resume: bool, carry: Path | None = None,
+          carry_keys: tuple[str, ...] = ()) -> tuple[list[dict], float]:
     """Run ``step_fn(step) -> losses`` from the saved step to ``steps``; log, save; -> (log, seconds).
 
     ``optims``: optimizers and lr schedulers (anything with ``state_dict`` / ``load_state_dict``),
     saved and restored with the modules, so a resumed run continues where it stopped.
+    ``carry``: also write the small state of :func:`_save_carry` there (with the ``carry_keys``
+    entries of ``optims``) at every save and at the end; a run without a state in ``out_dir``
+    (a fresh clone) resumes from it.
     """
-    start, log, elapsed = (_load_state(out_dir, stage, modules, optims) if resume else (0, [], 0.0))
+    carried = {k: optims[k] for k in carry_keys}
+    if not resume:
+        start, log, elapsed = 0, [], 0.0
+    elif carry is not None and carry.exists() and not _state_path(out_dir, stage).exists():
+        start, log, elapsed = _load_carry(carry, modules, carried)
+    else:
+        start, log, elapsed = _load_state(out_dir, stage, modules, optims)
     t0 = time.perf_counter() - elapsed
     acc: dict[str, list[float]] = {}
     for step in range(start, steps):
@@ -179,11 +212,34 @@ def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
             print(f"[{stage}] " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         if done % save_every == 0 and done < steps:
             _save_state(out_dir, stage, done, modules, optims, log, time.perf_counter() - t0)
+        if carry is not None and (done % save_every == 0 or done == steps):
+            _save_carry(carry, done, modules, carried, log, time.perf_counter() - t0)
     return log, time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------------------------------------
 # Stage 1 and 4: StyleGAN2 on renders (g' = the same loop started from the generator)
+
+
+def d_step(d: nn.Module, d_opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor, *,
+           r1_gamma: float | None, r1_every: int) -> dict:
+    """One discriminator step (logistic loss on real / fake [B, 3, S, S]) and, when ``r1_gamma`` is
+    given, the lazy R1 step after it (weighted by ``r1_every``, StyleGAN2's lazy regularisation).
+    ``fake`` must not carry gradients to G. -> the logged numbers (d, real, fake, r1)."""
+    real_pred, fake_pred = d(real), d(fake)
+    d_loss = d_logistic_loss(real_pred, fake_pred)
+    d_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_opt.step()
+    out = {"d": d_loss.item(), "real": real_pred.mean().item(), "fake": fake_pred.mean().item()}
+    if r1_gamma is not None:
+        real.requires_grad_(True)
+        r1 = d_r1_loss(d(real), real)
+        d_opt.zero_grad(set_to_none=True)
+        (r1_gamma / 2 * r1 * r1_every).backward()
+        d_opt.step()
+        out["r1"] = r1.item()
+    return out
 
 
 def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batch: int, seed: int,
@@ -223,19 +279,8 @@ def train_gan(images: np.ndarray, *, stage: str, out_dir: Path, steps: int, batc
         requires_grad(g, False)
         requires_grad(d, True)
         fake, _ = g(mixing_noise(batch, dim, mixing, device=real.device, generator=gen))
-        real_pred, fake_pred = d(real), d(fake)
-        d_loss = d_logistic_loss(real_pred, fake_pred)
-        d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_opt.step()
-        out = {"d": d_loss.item(), "real": real_pred.mean().item(), "fake": fake_pred.mean().item()}
-        if step % r1_every == 0:
-            real.requires_grad_(True)
-            r1 = d_r1_loss(d(real), real)
-            d_opt.zero_grad(set_to_none=True)
-            (r1_gamma / 2 * r1 * r1_every).backward()
-            d_opt.step()
-            out["r1"] = r1.item()
+        out = d_step(d, d_opt, real, fake, r1_gamma=r1_gamma if step % r1_every == 0 else None,
+                     r1_every=r1_every)
         requires_grad(g, True)
         requires_grad(d, False)
         fake, _ = g(mixing_noise(batch, dim, mixing, device=real.device, generator=gen))
@@ -368,6 +413,116 @@ def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: n
 
 
 # ---------------------------------------------------------------------------------------------
+# Stage 1b: generator_sup (supervised, then adversarial; supervised.py holds its parts)
+
+
+def train_generator_sup(*, out_dir: Path, steps: int, sup_steps: int, batch: int, seed: int,
+                        face_seed: int, lr: float = 2e-3, gan_lr: float = 2e-3,
+                        r1_gamma: float = 0.05, rec_weight: float = 1.0, kl_weight: float = 1e-4,
+                        latent_adv_weight: float = 0.02, pool: int = 1024,
+                        sup_mapping_lr_mul: float = 100.0, ema_kimg: float = 10.0,
+                        channels: dict[int, int] | None = None, log_every: int = 50,
+                        save_every: int = 500, eval_every: int = 2000, eval_n: int = 1000,
+                        carry_dir: Path | None = None, resume: bool = True):
+    """Train this stage (``supervised``'s module docstring) -> (g_ema, ParamsToZ, log, seconds).
+
+    ``batch`` renders per step. ``sup_mapping_lr_mul``: the mapping network's EqualLinear layers
+    learn at lr * 0.01 (StyleGAN2's lr_mlp, kept for the adversarial phase); the supervised phase
+    multiplies that back so the whole path learns at ``lr``. ``kl_weight`` weighs the summed KL
+    (nats) against the mean L1 losses (the trade between sharp parameters and a filled prior);
+    ``latent_adv_weight`` the encoder's non-saturating loss against the latent critic, which sees
+    the posterior means of 256 of the last ``pool`` faces against 256 prior samples a step.
+    ``carry_dir``: a small resumable copy (modules in float16, random streams, log; no optimizer
+    moments) is written there at each save, for committing; it is resumed when ``out_dir`` has no
+    state (see ``train._loop``).
+    """
+    g, d, p, c = sup.build(seed, channels)
+    g_ema = copy.deepcopy(g).eval()
+    requires_grad(g_ema, False)
+    rngs = sup.FaceStream(face_seed, seed)
+    mapping = list(g.style.parameters())
+    rest = [q for n, q in g.named_parameters() if not n.startswith("style.")] + list(p.parameters())
+    sup_opt = torch.optim.Adam([{"params": rest}, {"params": mapping, "lr": lr * sup_mapping_lr_mul}],
+                               lr=lr, betas=(0.9, 0.99))
+    r1_every = 16
+    d_ratio = r1_every / (r1_every + 1)
+    g_opt = torch.optim.Adam(rest + mapping, lr=gan_lr, betas=(0.0, 0.99))
+    d_opt = torch.optim.Adam(d.parameters(), lr=gan_lr * d_ratio, betas=(0.0, 0.99 ** d_ratio))
+    c_opt = torch.optim.Adam(c.parameters(), lr=lr, betas=(0.5, 0.99))
+    recent = sup.CodePool(pool, sup.PARAM_FEATURES)
+    monitor = sup.FrechetMonitor(eval_n) if eval_every else None
+    dim = g.style_dim
+
+    def posterior(encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = p(encoded)
+        z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=rngs.torch)
+        return z, sup.kl_to_prior(mean, logvar)
+
+    def reconstruction(n: int) -> tuple[torch.Tensor, dict]:
+        faces, vectors = rngs.faces_batch(n)
+        x = to_tensor(render_batch(faces, size=g.size, domain="photo"))
+        encoded = sup.encode_params(vectors)
+        recent.add(encoded)
+        z, kl = posterior(encoded)
+        y = g.decode(g.mapping(z), randomize_noise=True)
+        pix, lap = (y - x).abs().mean(), sup.laplacian_l1(y, x)
+        # the latent critic: first its own step on detached codes, then the encoder's loss
+        # the critic sees posterior means: on samples the encoder fooled it by inflating the
+        # variance (the posterior fell to ~5 nats and the reconstructions blurred)
+        zq, _ = p(recent.sample(256, rngs.torch))
+        zp = torch.randn(256, dim, generator=rngs.torch)
+        c_loss = F.softplus(-c(zp)).mean() + F.softplus(c(zq.detach())).mean()
+        c_opt.zero_grad(set_to_none=True)
+        c_loss.backward()
+        c_opt.step()
+        adv = F.softplus(-c(zq)).mean()
+        total = pix + lap + kl_weight * kl + latent_adv_weight * adv
+        return total, {"pix": pix.item(), "lap": lap.item(), "kl": kl.item(), "zc": c_loss.item(),
+                       "zadv": adv.item()}
+
+    def step_fn(step: int) -> dict:
+        out: dict = {}
+        if step < sup_steps:
+            rec, out = reconstruction(batch)
+            sup_opt.zero_grad(set_to_none=True)
+            rec.backward()
+            sup_opt.step()
+        else:
+            real = to_tensor(render_batch(rngs.faces_batch(batch)[0], size=g.size, domain="photo"))
+            requires_grad(g, False)
+            requires_grad(p, False)
+            requires_grad(d, True)
+            with torch.no_grad():
+                fake, _ = g([torch.randn(batch, dim, generator=rngs.torch)])
+            out.update(d_step(d, d_opt, real, fake, r1_gamma=r1_gamma if step % r1_every == 0 else None,
+                              r1_every=r1_every))
+            requires_grad(g, True)
+            requires_grad(p, True)
+            requires_grad(d, False)
+            fake, _ = g([torch.randn(batch, dim, generator=rngs.torch)])
+            g_loss = g_nonsaturating_loss(d(fake))
+            rec, parts = reconstruction(max(batch // 2, 1))
+            g_opt.zero_grad(set_to_none=True)
+            (g_loss + rec_weight * rec).backward()
+            g_opt.step()
+            out.update(g=g_loss.item(), **parts)
+        ema_nimg = min(ema_kimg * 1000, (step + 1) * batch * 0.05)  # StyleGAN2-ADA ramp-up
+        accumulate(g_ema, g, 0.5 ** (batch / max(ema_nimg, 1e-8)))
+        done = step + 1
+        if monitor is not None and (done % eval_every == 0 or done == steps):
+            out["fd"] = monitor(g_ema)
+        return out
+
+    carry = None if carry_dir is None else Path(carry_dir) / "generator_sup-carry.pt"
+    log, seconds = _loop("generator_sup", out_dir, steps, step_fn,
+                         {"g": g, "d": d, "p": p, "c": c, "g_ema": g_ema},
+                         {"sup": sup_opt, "g": g_opt, "d": d_opt, "c": c_opt, "rngs": rngs, "pool": recent},
+                         log_every=log_every, save_every=save_every, resume=resume,
+                         carry=carry, carry_keys=("rngs", "pool"))
+    return g_ema, p, log, seconds
+
+
+# ---------------------------------------------------------------------------------------------
 # CLI
 
 
@@ -392,6 +547,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--save-every", type=int, default=500, help="steps between resumable states")
     parser.add_argument("--fresh", action="store_true", help="ignore a saved state (no resume)")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="seed of the photo render set (portrait: + 1); default: the training "
+                             "stream of --seed (seeds.TRAINING); 0 reproduces the files shipped "
+                             "before the seed ranges")
+    sup_args = parser.add_argument_group("generator_sup")
+    sup_args.add_argument("--sup-steps", type=int, default=40000,
+                     help="supervised steps before the adversarial phase")
+    sup_args.add_argument("--eval-every", type=int, default=2000,
+                     help="steps between Fréchet distances in the log (0: none)")
+    sup_args.add_argument("--carry", default=None,
+                     help="folder of a small committed resumable state (float16, no optimizer moments)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.threads:
@@ -399,11 +565,15 @@ def main(argv: list[str] | None = None) -> int:
     out_dir, ship = Path(args.out), Path(args.ship)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = out_dir / "renders"
+    photo_seed = args.data_seed if args.data_seed is not None else training_seed("photo", args.seed)
+    portrait_seed = args.data_seed + 1 if args.data_seed is not None else training_seed("portrait", args.seed)
 
-    if args.stage in ("generator", "g_prime"):
+    if args.stage == "generator_sup":
+        _main_generator_sup(args, argv, out_dir, ship)
+    elif args.stage in ("generator", "g_prime"):
         domain = "photo" if args.stage == "generator" else "portrait"
-        images, _ = render_set(args.n_images, domain=domain, seed=args.seed + (0 if domain == "photo" else 1),
-                               cache_dir=cache)
+        images, _ = render_set(args.n_images, domain=domain,
+                               seed=photo_seed if domain == "photo" else portrait_seed, cache_dir=cache)
         init = None
         if args.stage == "g_prime":
             init = torch.load(out_dir / "generator-final-full.pt", map_location="cpu", weights_only=True)
@@ -424,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
               record={"n_images": args.n_images, "batch": args.batch, "domain": domain,
                       "lr": lr, "r1_gamma": gamma})
     elif args.stage == "oracle":
-        images, vectors = render_set(args.n_images, domain="photo", seed=args.seed, cache_dir=cache)
+        images, vectors = render_set(args.n_images, domain="photo", seed=photo_seed, cache_dir=cache)
         steps = args.steps or 4000
         model, log, seconds = train_oracle(images, vectors, out_dir=out_dir, steps=steps,
                                            batch=args.batch, seed=args.seed, lr=args.lr or 2e-3,
@@ -436,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
               record={"n_images": args.n_images, "batch": args.batch,
                       "held_out_errors (2000 renders, seed + 100)": held})
     else:  # encoders
-        images, _ = render_set(args.n_images, domain="photo", seed=args.seed, cache_dir=cache)
+        images, _ = render_set(args.n_images, domain="photo", seed=photo_seed, cache_dir=cache)
         g, latent_avg = load_generator_file(ship / "generator.pt")
         steps = args.steps or 3000
         encoder, log, seconds = train_encoder(args.stage, g, latent_avg, images, out_dir=out_dir,
@@ -449,6 +619,26 @@ def main(argv: list[str] | None = None) -> int:
                       "iterations_per_batch": ENCODERS[args.stage][1],
                       "space": ENCODERS[args.stage][2]})
     return 0
+
+
+def _main_generator_sup(args, argv: list[str], out_dir: Path, ship: Path) -> None:
+    steps = args.steps or 200000
+    lr = args.lr or 2e-3
+    gamma = args.r1 if args.r1 is not None else 0.05
+    g_ema, p, log, seconds = train_generator_sup(
+        out_dir=out_dir, steps=steps, sup_steps=args.sup_steps, batch=args.batch, seed=args.seed,
+        face_seed=training_seed("generator_sup", args.seed), lr=lr, gan_lr=lr, r1_gamma=gamma,
+        save_every=args.save_every, eval_every=args.eval_every,
+        carry_dir=Path(args.carry) if args.carry else None, resume=not args.fresh)
+    with torch.no_grad():
+        mean = g_ema.mean_latent(10000, generator=torch.Generator().manual_seed(args.seed))
+    _ship(ship, "generator_sup", g_ema, seed=args.seed, steps=steps, log=log, seconds=seconds,
+          command=_command(argv), payload={"latent_avg": mean.half(), "params_to_z": _half(p.state_dict()),
+                                           "generator_kwargs": sup.generator_kwargs()},
+          record={"batch": args.batch, "sup_steps": args.sup_steps, "lr": lr, "r1_gamma": gamma,
+                  "face_stream_seed": training_seed("generator_sup", args.seed),
+                  "generator_kwargs": {k: v if not isinstance(v, dict) else {str(a): b for a, b in v.items()}
+                                       for k, v in sup.generator_kwargs().items()}})
 
 
 if __name__ == "__main__":

@@ -134,6 +134,13 @@ def ground_truth_rows(faces_by_method: Mapping[str, torch.Tensor], pset: Portrai
 # quality of the trained networks (the issue's bars)
 
 
+def draw_faces(n: int, seed: int) -> list[FaceParams]:
+    """The first ``n`` faces of the stream ``seed``: what :func:`render_set` renders (and what
+    :mod:`~redestyle.miniature.seeds` keeps apart between training and evaluation)."""
+    rng = np.random.default_rng(seed)
+    return [sample_params(rng) for _ in range(n)]
+
+
 def render_set(n: int, *, domain: str, seed: int, size: int = IMAGE_SIZE,
                cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``n`` random faces -> (uint8 images [n, size, size, 3], float32 parameters [n, 22]).
@@ -147,8 +154,7 @@ def render_set(n: int, *, domain: str, seed: int, size: int = IMAGE_SIZE,
         if path.exists():
             with np.load(path) as f:
                 return f["images"], f["params"]
-    rng = np.random.default_rng(seed)
-    params = [sample_params(rng) for _ in range(n)]
+    params = draw_faces(n, seed)
     images = render_batch(params, size=size, domain=domain)
     vectors = np.stack([p.to_vector() for p in params]).astype(np.float32)
     if path is not None:

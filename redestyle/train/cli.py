@@ -97,13 +97,13 @@ def cli_train(args: argparse.Namespace) -> int:
                                         device=device, allow_random_loss_nets=args.allow_random_loss_nets,
                                         stage=args.stage)
             official_start = "stylegan2-ffhq-config-f.pt" if args.stage == "pretrain" else "generator-pretrain.pt"
-            start = args.ckpt or (f"the official {official_start}" if profile.needs_weights else
-                                  "the miniature-world generator" if profile.name == "mini" else
-                                  "seeded random weights")
+            start = args.ckpt or {"official": f"the official {official_start}",
+                                  "shipped": "the miniature-world generator",
+                                  "random": "seeded random weights"}[profile.weights]
             if dist.is_main():
                 print(f"redestyle train: profile {profile.name}, starting from {start}")
                 print("redestyle train: loss networks: " + ", ".join(f"{k} = {v}" for k, v in models.loss_nets.items()))
-                if profile.name == "tiny" and args.ckpt is None:
+                if profile.weights == "random" and args.ckpt is None:
                     print("redestyle train: warning: tiny profile: random weights, the results show "
                           "mechanics only", file=sys.stderr)
                 elif not profile.needs_weights:  # build_train_models: no trained small loss networks exist

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import DistributedSampler
 
 from ..checkpoints import load_codes
+from ..config import Schedule
 from ..data import load_folder
 from ..destylize import redestyle
 from ..imaging import load_image, pool, to_uint8_batch
@@ -211,7 +212,7 @@ def destylized_pairs(
     models,
     portraits: dict[str, Tensor],
     *,
-    schedule: str = "5-3-1",
+    schedule: Schedule | str = "5-3-1",
     batch: int = 4,
 ) -> PairedSet:
     """Destylize ``portraits`` (name -> [1, 3, R, R] in [-1, 1]) with Re-Destyle in memory -> a W+ PairedSet.

@@ -70,7 +70,7 @@ def dualstylegan_for(profile: Profile) -> DualStyleGAN:
 def load_dualstylegan(path: str | os.PathLike, profile: str | Profile = "ffhq1024", *, which: str = "g_ema") -> DualStyleGAN:
     """A DualStyleGAN from a checkpoint's ``which`` entry (``generator.pt``, ``generator-pretrain.pt``,
     our own checkpoints), strictly loaded; eval mode, CPU."""
-    profile = get_profile(profile) if isinstance(profile, str) else profile
+    profile = get_profile(profile)
     container = ck.load_container(path)
     state_dict = ck.take(container, which, path=path)
     g = dualstylegan_for(profile)
@@ -101,7 +101,7 @@ def build_train_models(
     ``vgg19-dcbb9e9d.pth`` or (``with_id``) ``model_ir_se50.pth`` is an error naming the file unless
     ``allow_random_loss_nets`` (then a seeded random VGG19 / no ID loss); ``loss_nets`` records it.
     """
-    profile = get_profile(profile) if isinstance(profile, str) else profile
+    profile = get_profile(profile)
     gc = profile.generator
     if profile.needs_weights and ckpt is None:
         ckpt = ck.resolve(GENERATOR_FILE if stage == "pretrain" else PRETRAIN_FILE, weights_dir)
