@@ -31,3 +31,22 @@ def timed(fn: Callable[[], Any], device: torch.device, *, repeats: int = 1, warm
         sync(device)
         seconds.append(time.perf_counter() - start)
     return reduce(seconds), out
+
+
+def alternating(fns: dict[str, Callable[[], Any]], device: torch.device, *, repeats: int = 3,
+                warmup: bool = True) -> dict[str, tuple[list[float], Any]]:
+    """Time several callables in alternation: {name: (seconds of each of ``repeats`` rounds, last result)}.
+
+    One round calls every function once, in order; alternating spreads the load of other processes
+    sharing the machine over all of them (report the min, the least disturbed run, and the median).
+    ``warmup``: one untimed call of each first.
+    """
+    out: dict[str, tuple[list[float], Any]] = {}
+    if warmup:
+        for name, fn in fns.items():
+            out[name] = ([], fn())
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sec, result = timed(fn, device)
+            out[name] = (out.get(name, ([], None))[0] + [sec], result)
+    return out

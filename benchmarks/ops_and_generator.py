@@ -1,15 +1,18 @@
 """Speed of the StyleGAN2 generator (and its ops): prints a table, asserts nothing.
 
-Usage: python benchmarks/ops_and_generator.py [--repeats 3] [--batches 1 4] [--skip-1024]
-       [--device auto|cpu|cuda] [--force-bf16]
+Usage: python benchmarks/ops_and_generator.py [--repeats 3] [--batches 1 8] [--skip-1024]
+       [--device auto|cpu|cuda] [--force-bf16] [--skip-official]
 
 Rows: G1024 and the tiny profile (size 64, style_dim 64), fp32 and bf16 autocast, reference ops and
-(on a CUDA device) the compiled ops. Times are the minimum over ``--repeats`` runs after one warm-up
-(other processes share this machine's cores: the minimum is the least disturbed run). ``naive`` is the
-official computation order (NCHW, one grouped conv of per-sample weights, separate noise / bias /
-activation passes, upfirdn2d blur) on the same weights and machine: the baseline for our fast path;
-its ``max|diff|`` column checks the fast path against it. ``bf16 err`` = max|bf16 - fp32| / max|fp32|
-of the output image.
+(on a CUDA device) the compiled ops. ``official`` is the official computation
+(``benchmarks/_official.py``: rosinality's model with its CPU fallback ops, NCHW, per-sample weights
+and one grouped conv, ``upfirdn2d_native``, separate noise / bias / activation passes) on the same
+weights, timed in the same run: after one warm-up of each, ours and the official alternate for
+``--repeats`` rounds (other processes share this machine's cores: alternating spreads their load
+over both), and the table gives the min (the least disturbed run) and the median, per image.
+``x official`` = official min / our min; ``max|diff|`` checks our output against the official one.
+``bf16 err`` = max|bf16 - fp32| / max|fp32| of the output image (the official code has no bf16 path:
+bf16 rows are compared with the official fp32 time).
 
 bf16 on a CPU without native bf16 (avx512_bf16 / amx_bf16) runs oneDNN's emulation, tens of times
 slower than fp32; those rows are skipped (with a note) for G1024 unless --force-bf16.
@@ -18,13 +21,17 @@ slower than fp32; those rows are skipped (with a note) for G1024 unless --force-
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
-import torch.nn.functional as F
-from _timing import timed  # benchmarks/_timing.py (the script's folder is on sys.path)
 
+# siblings in benchmarks/ (the script's folder is on sys.path)
+from _official import OfficialGenerator
+from _timing import alternating
+
+from redestyle.experiments import format_table
 from redestyle.nets.stylegan2 import Generator
-from redestyle.ops import fused_leaky_relu, upfirdn2d, use_backend
+from redestyle.ops import use_backend
 
 TINY = {"size": 64, "style_dim": 64, "channels": {4: 64, 8: 64, 16: 32, 32: 32, 64: 16}}
 
@@ -39,53 +46,12 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def naive_decode(G: Generator, w_plus: torch.Tensor) -> torch.Tensor:
-    """The official computation order on G's weights (registered noise): the baseline."""
-
-    def modulated(m, x, style):
-        b, c, h, w = x.shape
-        k = m.kernel_size
-        weight = m.scale * m.weight * m.modulation(style).view(b, 1, c, 1, 1)
-        if m.demodulate:
-            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(b, -1, 1, 1, 1)
-        x = x.reshape(1, b * c, h, w)
-        if m.upsample:
-            weight = weight.transpose(1, 2).reshape(b * c, m.out_channel, k, k)
-            out = F.conv_transpose2d(x, weight, stride=2, groups=b)
-            out = upfirdn2d(
-                out.view(b, m.out_channel, *out.shape[2:]), m.blur.kernel, pad=m.blur.pad
-            )
-            return out
-        out = F.conv2d(x, weight.reshape(b * m.out_channel, c, k, k), padding=m.padding, groups=b)
-        return out.view(b, m.out_channel, *out.shape[2:])
-
-    def styled(layer, x, style, noise):
-        out = modulated(layer.conv, x, style) + layer.noise.weight * noise
-        return fused_leaky_relu(out, layer.activate.bias)
-
-    def to_rgb(layer, x, style, skip):
-        out = modulated(layer.conv, x, style) + layer.bias
-        if skip is not None:
-            out = out + upfirdn2d(skip, layer.upsample.kernel, up=2, pad=layer.upsample.pad)
-        return out
-
-    noise = G.registered_noise()
-    out = G.input.input.repeat(w_plus.shape[0], 1, 1, 1)
-    out = styled(G.conv1, out, w_plus[:, 0], noise[0])
-    skip = to_rgb(G.to_rgb1, out, w_plus[:, 1], None)
-    for k in range(len(G.to_rgbs)):
-        i = 2 * k + 1
-        out = styled(G.convs[2 * k], out, w_plus[:, i], noise[i])
-        out = styled(G.convs[2 * k + 1], out, w_plus[:, i + 1], noise[i + 1])
-        skip = to_rgb(G.to_rgbs[k], out, w_plus[:, i + 2], skip)
-    return skip
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--skip-1024", action="store_true", help="tiny profile only")
+    parser.add_argument("--skip-official", action="store_true", help="time ours only")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
         "--force-bf16", action="store_true", help="time G1024 bf16 even without native bf16"
@@ -101,10 +67,6 @@ def main() -> int:
         torch.backends.cudnn.allow_tf32 = False
     native_bf16 = device.type == "cuda" or cpu_has_native_bf16()
 
-    def best_of(fn):
-        """(min seconds over --repeats calls after one warm-up, last output)."""
-        return timed(fn, device, repeats=args.repeats, warmup=True, reduce=min)
-
     backends = ["reference", "cuda"] if device.type == "cuda" else ["reference"]
     print(
         f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
@@ -114,44 +76,62 @@ def main() -> int:
 
     configs = [] if args.skip_1024 else [("G1024", {"size": 1024})]
     configs.append(("tiny64", TINY))
-    header = f"{'net':7s} {'batch':>5s} {'dtype':>5s} {'ops':>9s} {'fast s':>8s} {'naive s':>8s} {'speedup':>7s} {'max|diff|':>9s} {'bf16 err':>8s}"
-    print(header)
-    print("-" * len(header))
+    cols = ["net", "batch", "dtype", "ops", "ours_min", "ours_med", "official_min", "official_med",
+            "x_official", "max|diff|", "bf16_err"]
+    rows = []
     torch.set_grad_enabled(False)
     for name, cfg in configs:
         torch.manual_seed(0)
         G = Generator(**cfg).eval().to(device)
+        official = OfficialGenerator(G)
         for batch in args.batches:
             w_plus = G.mapping(torch.randn(batch, G.style_dim, device=device))[:, None].repeat(
                 1, G.n_latent, 1
             )
             for ops in backends:
                 with use_backend(ops):
-                    t_fast, ref = best_of(lambda G=G, w=w_plus: G.decode(w))
-                    t_naive, naive = best_of(lambda G=G, w=w_plus: naive_decode(G, w))
-                    diff = (ref - naive).abs().max().item()
-                    print(
-                        f"{name:7s} {batch:5d} {'fp32':>5s} {ops:>9s} {t_fast:8.3f} {t_naive:8.3f} "
-                        f"{t_naive / t_fast:6.2f}x {diff:9.2e} {'':>8s}",
-                        flush=True,
-                    )
+                    fns = {"ours": lambda G=G, w=w_plus: G.decode(w)}
+                    if not args.skip_official:
+                        fns["official"] = lambda w=w_plus, o=official: o.decode(w)
+                    res = alternating(fns, device, repeats=args.repeats)
+                    secs, ref = res["ours"]
+                    row = {"net": name, "batch": batch, "dtype": "fp32", "ops": ops,
+                           "ours_min": min(secs) / batch, "ours_med": statistics.median(secs) / batch}
+                    off_min = float("nan")
+                    if "official" in res:
+                        off, out_off = res["official"]
+                        off_min = min(off) / batch
+                        row.update(official_min=off_min, official_med=statistics.median(off) / batch,
+                                   x_official=off_min / row["ours_min"],
+                                   **{"max|diff|": (ref - out_off).abs().max().item()})
+                    rows.append(row)
+                    print(_line(row, cols), flush=True)
                     if not native_bf16 and name == "G1024" and not args.force_bf16:
-                        print(
-                            f"{name:7s} {batch:5d} {'bf16':>5s} {ops:>9s}  skipped: no native bf16 on this CPU "
-                            "(oneDNN emulation; --force-bf16 to time it anyway)",
-                            flush=True,
-                        )
+                        print(f"{name} batch {batch} bf16: skipped, no native bf16 on this CPU "
+                              "(oneDNN emulation; --force-bf16 to time it anyway)", flush=True)
                         continue
                     with torch.autocast(device.type, dtype=torch.bfloat16):
-                        t_bf, out_bf = best_of(lambda G=G, w=w_plus: G.decode(w))
-                        t_nbf, _ = best_of(lambda G=G, w=w_plus: naive_decode(G, w))
+                        res = alternating({"ours": fns["ours"]}, device, repeats=args.repeats)
+                    secs, out_bf = res["ours"]
                     err = ((out_bf.float() - ref).abs().max() / ref.abs().max()).item()
-                    print(
-                        f"{name:7s} {batch:5d} {'bf16':>5s} {ops:>9s} {t_bf:8.3f} {t_nbf:8.3f} "
-                        f"{t_nbf / t_bf:6.2f}x {'':>9s} {err:8.2%}",
-                        flush=True,
-                    )
+                    row = {"net": name, "batch": batch, "dtype": "bf16", "ops": ops,
+                           "ours_min": min(secs) / batch, "ours_med": statistics.median(secs) / batch,
+                           "official_min": off_min, "x_official": off_min / (min(secs) / batch),
+                           "bf16_err": err}
+                    rows.append(row)
+                    print(_line(row, cols), flush=True)
+    print("\nseconds per image (batch time / batch); official = benchmarks/_official.py, same run")
+    table = [{c: r.get(c, float("nan")) for c in cols} for r in rows]
+    for r in table:  # errors in scientific notation (the fixed 3 decimals would print 0.000)
+        for c in ("max|diff|", "bf16_err"):
+            r[c] = "n/a" if r[c] != r[c] else f"{r[c]:.1e}"
+    print(format_table(table, cols, digits=3))
     return 0
+
+
+def _line(row: dict, cols: list[str]) -> str:
+    return " ".join(f"{c}={row[c]:.3g}" if isinstance(row.get(c), float) else f"{c}={row.get(c, '')}"
+                    for c in cols if c in row)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ the weight values.
 * Baseline: its encoding, ``--baseline-steps`` (2) of its 300 Adam steps (g' forward +
   backward at 1024, LPIPS, ID, regularisers) and its render/re-encode are run and timed;
   s/image = T(K steps) + (300 - K) x (mean step time, the first step excluded when K > 1).
-* Reference column: the official code timed on this CPU (baseline step 12.5 s, x300 = 3,760
-  s/image; ReStyle iteration 3.77 s, 5-3-1 = 34 s/image). Paper (one RTX 3090, 633 images):
-  baseline 29.3 s/image, Re-Destyle 1.45 s/image, 20.1x.
+* ``official`` column: the same quantities with the official StyleGAN2 computation
+  (``benchmarks/_official.py``: the official ops' CPU fallbacks, per-sample weights and grouped
+  convs) as g and g', timed in the same run on the same machine (encoders, LPIPS and the ID network
+  follow the official computation order already). ``--skip-official`` leaves it out.
+  Paper (one RTX 3090, 633 images): baseline 29.3 s/image, Re-Destyle 1.45 s/image, 20.1x.
 
 ``--profile tiny`` is a quick run of the same code on the tiny profile, timed end to end
 through ``jobs.destylize_folder`` (image decode, destylization, code storage; one warm-up image
@@ -36,6 +38,9 @@ import time
 from pathlib import Path
 
 import torch
+
+# sibling in benchmarks/ (the script's folder is on sys.path)
+from _official import OfficialGenerator
 
 from redestyle import data, jobs, zoo
 from redestyle import destylize as ds
@@ -79,11 +84,6 @@ def seconds_per_image(fn, src: Path, work: Path, tag: str, size: int, device) ->
     return (time.perf_counter() - start) / n
 
 
-#: The official code timed on this CPU (the issue's reference numbers, seconds).
-OFFICIAL_BASELINE_STEP = 12.5
-OFFICIAL_RESTYLE_ITER = 3.77
-
-
 def full_size_models(profile, *, weights_dir, style, device, seed: int = 0):
     """The 1024 networks: official files when present, else the same architectures at random init.
 
@@ -108,39 +108,20 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def full_size_table(args, profile, device) -> int:
-    """Table 1 at 1024 (module docstring: what is measured, what is extrapolated)."""
+def restyle_seconds(enc, g, x, avg, avg_image, k: int, device, *, early: bool) -> float:
+    """Mean seconds per ReStyle iteration over ``k`` iterations (no autograd)."""
     from redestyle.inversion import restyle
 
-    t0 = time.perf_counter()
-    models, pretrained = full_size_models(profile, weights_dir=args.weights, style=args.style, device=device)
-    x = data.sample_portraits(profile.pool_size)["astronaut_ink"].to(device)
-    avg, avg_image = models.latent_avg, models.avg_image
-    enc, g = models.encoder("restyle_psp"), models.generator
-    print(f"built the 1024 networks ({'official weights' if pretrained else 'RANDOM weights: no checkpoints'}) "
-          f"in {time.perf_counter() - t0:.1f} s", flush=True)
-    k = args.restyle_iters
-    per_iter = {}
-    for early in (False, True):
-        with torch.no_grad():
-            _sync(device)
-            start = time.perf_counter()
-            restyle(enc, g, x, n_iters=k, latent_avg=avg, avg_image=avg_image, early_feedback=early)
-            _sync(device)
-        per_iter[early] = (time.perf_counter() - start) / k
-        print(f"ReStyle iteration ({'early' if early else 'full'}): {per_iter[early]:.2f} s", flush=True)
-    t_full = per_iter[False]
-    t_early = max(k * per_iter[True] - t_full, 0.0) / max(k - 1, 1)  # k-1 early + 1 full iterations
-    rows = []
-    for spec in ("5-3-1", "6-4-2"):
-        sched = ds.Schedule.parse(spec)
-        rows.append({"method": f"Re-Destyle {spec} (exact)", "s_per_image": sched.passes * t_full,
-                     "official_cpu": sched.passes * OFFICIAL_RESTYLE_ITER,
-                     "basis": f"{sched.passes} x {t_full:.2f} s/iteration ({k} timed)"})
-        n_full, n_early = len(sched.rounds), sched.passes - len(sched.rounds)
-        rows.append({"method": f"Re-Destyle {spec} (early, approx.)",
-                     "s_per_image": n_full * t_full + n_early * t_early, "official_cpu": float("nan"),
-                     "basis": f"{n_full} x {t_full:.2f} + {n_early} x {t_early:.2f} s (early iteration)"})
+    with torch.no_grad():
+        _sync(device)
+        start = time.perf_counter()
+        restyle(enc, g, x, n_iters=k, latent_avg=avg, avg_image=avg_image, early_feedback=early)
+        _sync(device)
+    return (time.perf_counter() - start) / k
+
+
+def baseline_seconds(models, x, kb: int, style: str, device) -> tuple[float, float]:
+    """(seconds of ``kb`` baseline steps incl. encoding and rendering, mean s/step excluding step 1)."""
     step_times: list[float] = []
     last = [0.0]
 
@@ -151,31 +132,71 @@ def full_size_table(args, profile, device) -> int:
         last[0] = now
         print(f"baseline step {i + 1}: {step_times[-1]:.2f} s", flush=True)
 
-    kb = args.baseline_steps
-    fn = ds.make_destylizer(models, ds.DestyleOptions(method="baseline", steps=kb, style=args.style),
+    fn = ds.make_destylizer(models, ds.DestyleOptions(method="baseline", steps=kb, style=style),
                             progress=tick)
     _sync(device)
     start = last[0] = time.perf_counter()
     fn(x)
     _sync(device)
     total = time.perf_counter() - start
-    step = sum(step_times[1:]) / (kb - 1) if kb > 1 else step_times[0]
+    return total, (sum(step_times[1:]) / (kb - 1) if kb > 1 else step_times[0])
+
+
+def full_size_table(args, profile, device) -> int:
+    """Table 1 at 1024 (module docstring: what is measured, what is extrapolated)."""
+    t0 = time.perf_counter()
+    models, pretrained = full_size_models(profile, weights_dir=args.weights, style=args.style, device=device)
+    x = data.sample_portraits(profile.pool_size)["astronaut_ink"].to(device)
+    avg, avg_image = models.latent_avg, models.avg_image
+    enc, g = models.encoder("restyle_psp"), models.generator
+    print(f"built the 1024 networks ({'official weights' if pretrained else 'RANDOM weights: no checkpoints'}) "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    k, kb = args.restyle_iters, args.baseline_steps
+    per_iter = {}
+    for early in (False, True):
+        per_iter[early] = restyle_seconds(enc, g, x, avg, avg_image, k, device, early=early)
+        print(f"ReStyle iteration ({'early' if early else 'full'}): {per_iter[early]:.2f} s", flush=True)
+    total, step = baseline_seconds(models, x, kb, args.style, device)
+    official_iter = official_total = official_step = float("nan")
+    if not args.skip_official:  # the same runs with the official StyleGAN2 computation as g and g'
+        official_iter = restyle_seconds(enc, OfficialGenerator(g), x, avg, avg_image, k, device, early=False)
+        print(f"official ReStyle iteration: {official_iter:.2f} s", flush=True)
+        ours_g_prime = models.g_prime
+        models.g_prime = OfficialGenerator(ours_g_prime)
+        try:
+            official_total, official_step = baseline_seconds(models, x, kb, args.style, device)
+        finally:
+            models.g_prime = ours_g_prime
+    t_full = per_iter[False]
+    t_early = max(k * per_iter[True] - t_full, 0.0) / max(k - 1, 1)  # k-1 early + 1 full iterations
+    rows = []
+    for spec in ("5-3-1", "6-4-2"):
+        sched = ds.Schedule.parse(spec)
+        rows.append({"method": f"Re-Destyle {spec} (exact)", "s_per_image": sched.passes * t_full,
+                     "official": sched.passes * official_iter,
+                     "basis": f"{sched.passes} x {t_full:.2f} s/iteration ({k} timed)"})
+        n_full, n_early = len(sched.rounds), sched.passes - len(sched.rounds)
+        rows.append({"method": f"Re-Destyle {spec} (early, approx.)",
+                     "s_per_image": n_full * t_full + n_early * t_early, "official": float("nan"),
+                     "basis": f"{n_full} x {t_full:.2f} + {n_early} x {t_early:.2f} s (early iteration)"})
     base = total + (300 - kb) * step
+    official_base = official_total + (300 - kb) * official_step
     rows.append({"method": f"Baseline ({kb} steps, measured)", "s_per_image": total,
-                 "official_cpu": float("nan"), "basis": "measured"})
-    rows.append({"method": "Baseline (300 steps)", "s_per_image": base,
-                 "official_cpu": 300 * OFFICIAL_BASELINE_STEP,
+                 "official": official_total, "basis": "measured"})
+    rows.append({"method": "Baseline (300 steps)", "s_per_image": base, "official": official_base,
                  "basis": f"T({kb}) + {300 - kb} x {step:.2f} s/step"})
-    official_base = 300 * OFFICIAL_BASELINE_STEP
     for r in rows:
         r["speedup"] = base / r["s_per_image"]
-        r["official_speedup"] = official_base / r["official_cpu"]
+        r["x_official"] = r["official"] / r["s_per_image"]
+    r = rows[0]
+    r["official_speedup"] = official_base / r["official"]
     weights = "official weights" if pretrained else "full 1024 architectures, RANDOM weights (no checkpoints here)"
     print(f"\nTable 1 (FFHQ 1024, {weights}; device {device}; batch 1; torch threads {torch.get_num_threads()})")
-    print(format_table(rows, ["method", "s_per_image", "speedup", "official_cpu", "official_speedup", "basis"],
-                       digits=2))
-    print("speedup = baseline (300 steps) / row; official_cpu = the official code timed on this CPU "
-          f"(baseline step {OFFICIAL_BASELINE_STEP} s, ReStyle iteration {OFFICIAL_RESTYLE_ITER} s)")
+    print(format_table(rows, ["method", "s_per_image", "speedup", "official", "x_official", "official_speedup",
+                              "basis"], digits=2))
+    print("speedup = our baseline (300 steps) / row; official = the same row with the official StyleGAN2 "
+          "computation (benchmarks/_official.py) as g and g', measured in this run; x_official = official / "
+          "ours; official_speedup = official baseline / official Re-Destyle 5-3-1")
     print("Paper (RTX 3090, 633 images, 1024 px): baseline 29.3 s/image, Re-Destyle 1.45 s/image, 20.1x")
     return 0
 
@@ -193,6 +214,8 @@ def main(argv=None) -> int:
     p.add_argument("--restyle-iters", type=int, default=2, help="1024: ReStyle iterations timed (default 2)")
     p.add_argument("--style", default="cartoon", help="g' style folder for the baseline (default cartoon)")
     p.add_argument("--skip-baseline", action="store_true", help="tiny: Re-Destyle only")
+    p.add_argument("--skip-official", action="store_true",
+                   help="1024: do not time the official computation (halves the run)")
     args = p.parse_args(argv)
     if args.baseline_steps is None:
         args.baseline_steps = 2 if args.profile == "ffhq1024" else 5

@@ -34,6 +34,7 @@ see :func:`baseline`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -43,12 +44,15 @@ import torch.nn.functional as F
 from .config import Schedule
 from .inversion import Step, pool, restyle
 from .losses import id_loss, latent_std_loss, lr_ramp, noise_normalize_, noise_regularize
+from .ops import use_backend
 
 #: DualStyleGAN copies z_e[:, 8:18] into z_i: the layers from the second 64 px conv on (colour/texture).
 COLOR_FROM = 8
 METHODS = ("redestyle", "baseline")
 HANDOFFS = ("pool", "early")
 TRUNCATION_CENTERS = ("mean", "zero")
+#: ``DestyleOptions.autocast`` -> torch dtype (None: float32 throughout, the official numerics)
+AUTOCAST = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass
 class Round:
@@ -262,6 +266,8 @@ class DestyleOptions:
     handoff: str = "pool"  # Re-Destyle: "pool" (exact) or "early" (approximate)
     steps: int = 300  # baseline: Adam steps
     style: str | None = None  # baseline: g' style folder (<style>/finetune-000600.pt)
+    autocast: str = "off"  # Re-Destyle: "off" (fp32, official numerics), "bf16" or "fp16" autocast
+    compile: bool = False  # Re-Destyle: torch.compile the encoder and the generator's decode
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -275,6 +281,11 @@ class DestyleOptions:
             raise ValueError(f"truncation must be in [0, 1], got {self.truncation}")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.autocast not in AUTOCAST:
+            raise ValueError(f"autocast must be one of {', '.join(AUTOCAST)}, got {self.autocast!r}")
+        if self.method == "baseline" and (self.autocast != "off" or self.compile):
+            raise ValueError("autocast and compile apply to the redestyle method only (the baseline "
+                             "keeps the official fp32 optimisation)")
 
     @property
     def space(self) -> str:
@@ -286,7 +297,10 @@ class DestyleOptions:
             return {"method": self.method, "space": self.space, "variant": "restyle_psp (C3: z_e = round 1, "
                     "z_i = last round)", "schedule": str(self.schedule), "preserve_color": self.preserve_color,
                     "truncation": self.truncation, "truncation_center": self.truncation_center,
-                    "handoff": self.handoff}
+                    "handoff": self.handoff,
+                    # only when set: fp32 eager runs keep the keys (and resume) of earlier versions
+                    **({"autocast": self.autocast} if self.autocast != "off" else {}),
+                    **({"compile": True} if self.compile else {})}
         return {"method": self.method, "space": self.space, "variant": "DualStyleGAN destylize.py",
                 "steps": self.steps, "truncation": 0.7 if self.truncation is None else self.truncation,
                 "truncation_center": "zero", "preserve_color": True, "style": self.style}
@@ -308,12 +322,22 @@ def make_destylizer(
     """
     if options.method == "redestyle":
         encoder, avg = models.encoder("restyle_psp"), models.latent_avg_for("restyle_psp")
+        generator = models.generator
+        if options.compile:
+            encoder, generator = compile_networks(encoder, generator)
+        dtype = AUTOCAST[options.autocast]
 
         def run(images: torch.Tensor) -> Destylized:
-            return redestyle(encoder, models.generator, images, schedule=options.schedule,
-                             latent_avg=avg, avg_image=models.avg_image,
-                             preserve_color=options.preserve_color, truncation=options.truncation,
-                             truncation_center=options.truncation_center, handoff=options.handoff)
+            amp = (torch.autocast(images.device.type, dtype=dtype) if dtype is not None
+                   else contextlib.nullcontext())
+            # compiled graphs trace the reference ops (the CUDA kernels' autograd Functions would
+            # split them)
+            ops = use_backend("reference") if options.compile else contextlib.nullcontext()
+            with amp, ops:
+                return redestyle(encoder, generator, images, schedule=options.schedule,
+                                 latent_avg=avg, avg_image=models.avg_image,
+                                 preserve_color=options.preserve_color, truncation=options.truncation,
+                                 truncation_center=options.truncation_center, handoff=options.handoff)
 
         return run
     models.encoder("dsg_zplus")  # fail early with the list of what was built
@@ -329,6 +353,24 @@ def make_destylizer(
                         truncation=psi, generator=gen, progress=progress)
 
     return run_baseline
+
+
+class CompiledDecoder:
+    """A generator whose ``decode`` is ``torch.compile``-d (what ``restyle`` and ``redestyle`` call);
+    every other attribute is the generator's."""
+
+    def __init__(self, generator):
+        self.generator = generator
+        self.decode = torch.compile(generator.decode, dynamic=False)
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+
+def compile_networks(encoder, generator):
+    """(compiled encoder, :class:`CompiledDecoder`) for Re-Destyle; compilation happens on the first
+    call of each input shape and dtype (minutes for the 1024 generator)."""
+    return torch.compile(encoder, dynamic=False), CompiledDecoder(generator)
 
 
 # ------------------------------------------------------------------------------------------------

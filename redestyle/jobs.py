@@ -223,7 +223,9 @@ def cli_destylize(args: argparse.Namespace) -> int:
         options = ds.DestyleOptions(method=args.method, schedule=Schedule.parse(args.schedule),
                                     preserve_color=args.preserve_color, truncation=args.truncation,
                                     handoff=args.handoff, steps=args.steps,
-                                    style=style if args.method == "baseline" else None)
+                                    style=style if args.method == "baseline" else None,
+                                    autocast=args.autocast,
+                                    compile=args.compile)
         device = zoo.resolve_device(args.device)
         methods = ["restyle_psp"] if options.method == "redestyle" else ["dsg_zplus"]
         models = zoo.build_models(profile, methods=methods, weights_dir=args.weights, seed=args.seed,

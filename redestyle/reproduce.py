@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import DEFAULT_PROFILE, PROFILES
+
 log = logging.getLogger(__name__)
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
@@ -100,6 +102,9 @@ def main(args) -> int:
         "device": args.device,
     }
     print(f"reproducing {len(notebooks)} notebook(s), profile {args.profile}, figures -> {figures}")
+    if args.profile == "tiny":  # the figures are labelled so too; say it before minutes of work
+        print("redestyle reproduce: warning: tiny profile: random weights, the figures show mechanics only",
+              file=sys.stderr)
     start = time.perf_counter()
     results = run_notebooks(notebooks, parameters=parameters, executed_dir=Path(args.executed))
     total = time.perf_counter() - start
@@ -112,8 +117,9 @@ def main(args) -> int:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--profile", default="mini",
-                        help="mini (default: trained on the miniature world), tiny (random networks) or ffhq1024")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES),
+                        help=f"mini (trained on the miniature world), tiny (random networks) or ffhq1024 "
+                        f"(official weights, needs --weights); default {DEFAULT_PROFILE}")
     parser.add_argument("--weights", default=None, help="folder with the official weights (ffhq1024)")
     parser.add_argument("--data", default=None, help="folder of portraits (default: bundled samples)")
     parser.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")

@@ -228,3 +228,17 @@ def test_load_image_follows_the_input_policy(tmp_path):
     assert arr[0, 0].tolist() == [10, 20, 30] and arr[7, 7].tolist() == [255, 255, 255]
     Image.fromarray(arr).save(tmp_path / "b.ppm")
     assert np.array_equal(np.asarray(load_image(tmp_path / "b.ppm")), arr)
+
+
+def test_upsample_recovers_a_small_face_the_default_misses(tmp_path, astronaut, capsys):
+    """A 128 px photo: dlib's default upsampling finds no face; the no-face line names --upsample,
+    and --upsample 2 finds and aligns it (96-160 px all behave so: a margin on either side)."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(astronaut).resize((128, 128), Image.LANCZOS).save(src / "small.png")
+    argv = ["align", str(src), str(out), "--size", "64", "--transform-size", "64"]
+    assert redestyle_main(argv) == 1
+    error = json.loads((out / "report.json").read_text())["failed"]["small.png"]
+    assert error == "small.png: no face found (dlib HOG detector, upsample 1; try --upsample 2)"
+    assert redestyle_main([*argv, "--upsample", "2"]) == 0
+    assert Image.open(out / "small.png").size == (64, 64)

@@ -176,3 +176,10 @@ def test_debug_shows_the_trace(scene):
     out = redestyle_cmd(["align", "nope", "out", "--debug"], scene)
     assert out.returncode != 0
     assert "Traceback" in out.stderr and "NotADirectoryError: nope: input folder does not exist" in out.stderr
+
+
+def test_weights_without_ffhq1024_is_a_warning(scene):
+    out = redestyle_cmd(["destylize", "nope", "--out", "out", "--weights", "w"], scene)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[0] == ("redestyle destylize: warning: --weights is read only by --profile "
+                                          "ffhq1024; this run uses mini")

@@ -69,6 +69,17 @@ def test_lock_is_not_reentrant_within_a_process(tmp_path):
         pass
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_unwritable_folder_is_named(tmp_path):
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError) as info, lock_folder(tmp_path):
+            pass
+    finally:
+        tmp_path.chmod(0o755)
+    assert (info.value.filename, info.value.strerror) == (str(tmp_path), "output folder is not writable")
+
+
 @pytest.fixture
 def photos(tmp_path):
     src = tmp_path / "in"

@@ -53,6 +53,16 @@ def test_runner_injects_parameters(tmp_path, capsys):
     assert "[1/1] 01_write.ipynb ... ok" in capsys.readouterr().out
 
 
+def test_tiny_profile_warns_of_random_weights(tmp_path, capsys):
+    (tmp_path / "nb").mkdir()
+    _notebook(tmp_path / "nb" / "01_ok.ipynb", "x = 1")
+    assert reproduce.main(_args(tmp_path, profile="tiny")) == 0
+    captured = capsys.readouterr()
+    assert "profile tiny" in captured.out and "tiny profile: random weights" in captured.err
+    assert reproduce.main(_args(tmp_path)) == 0
+    assert "warning" not in capsys.readouterr().err  # mini: trained weights
+
+
 def test_failing_notebook_exits_nonzero_with_its_name(tmp_path, capsys):
     (tmp_path / "nb").mkdir()
     _notebook(tmp_path / "nb" / "01_ok.ipynb", "x = 1")
