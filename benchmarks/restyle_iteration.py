@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+from functools import partial
 
 import torch
 
@@ -33,7 +34,7 @@ from _timing import alternating
 from redestyle import data, zoo
 from redestyle.config import get_profile
 from redestyle.experiments import format_table
-from redestyle.inversion import pool
+from redestyle.inversion import pool, restyle_step
 
 GOALS = {"fp32": 0.6, "bf16": 0.25}  # x the official fp32 iteration time per image
 MAX_REL_ERR = 0.01
@@ -53,9 +54,9 @@ def build(weights_dir, device):
 
 def iteration(enc, g, x, feedback, latent):
     """One ReStyle iteration: (latent [B, 18, 512], feedback [B, 3, 256, 256]) for the next one."""
-    latent = enc(torch.cat([x, feedback], dim=1)).float() + latent
-    image = g.decode(latent, randomize_noise=False)
-    return latent, pool(image.float(), x.shape[-1])
+    # inversion.restyle_step: the iteration inference runs (bf16 + fp32 latent adds in fp32)
+    latent, image = restyle_step(enc, partial(g.decode, randomize_noise=False), x, feedback, latent)
+    return latent.float(), pool(image.float(), x.shape[-1])
 
 
 def timed_call(enc, g, x, feedback, start, autocast):

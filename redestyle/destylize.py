@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import BASELINE, BaselineWeights, Schedule
-from .inversion import Step, pool, restyle
+from .inversion import LastStep, Step, pool, restyle
 from .losses import id_loss, latent_std_loss, lr_ramp, noise_normalize_, noise_regularize
 from .ops import use_backend
 
@@ -58,22 +58,12 @@ TRUNCATION_CENTERS = ("mean", "zero")
 AUTOCAST = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass
-class Round:
+class Round(LastStep):
     """One Re-Destyle round: the image it encoded and every ReStyle iteration."""
 
     n_iters: int
     input: torch.Tensor  # [B, 3, P, P] the image this round encoded
-    steps: list[Step]
-
-    @property
-    def latent(self) -> torch.Tensor:
-        """[B, n_latent, D] W+ of the round's last iteration."""
-        return self.steps[-1].latent
-
-    @property
-    def image(self) -> torch.Tensor:
-        """[B, 3, S, S] full-resolution output of the round's last iteration."""
-        return self.steps[-1].image
+    steps: list[Step]  # latent / image: the round's last iteration (W+, full-resolution output)
 
 
 @dataclass

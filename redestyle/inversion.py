@@ -6,6 +6,7 @@ show the trajectory. Images are [B, 3, H, W] in [-1, 1]; latents are W+ [B, n_la
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,22 @@ from .nets.hyperstyle import HyperNetwork, layer_shapes_of
 METHODS = ("psp", "e4e", "restyle_psp", "restyle_e4e", "hyperstyle", "optimization")
 
 
+class LastStep:
+    """``latent`` and ``image`` of the last of ``self.steps`` (the answer of a run of steps)."""
+
+    steps: list
+
+    @property
+    def latent(self) -> torch.Tensor:
+        """[B, n_latent, D] W+ of the last step."""
+        return self.steps[-1].latent
+
+    @property
+    def image(self) -> torch.Tensor:
+        """[B, 3, S, S] output of the last step."""
+        return self.steps[-1].image
+
+
 @dataclass
 class Step:
     """One iteration (or recorded optimization step) of an inversion."""
@@ -31,21 +48,13 @@ class Step:
 
 
 @dataclass
-class Inversion:
+class Inversion(LastStep):
     """Result of :func:`invert`: all steps, the last one is the answer."""
 
     method: str
     steps: list[Step]
     seconds: float  # wall time of the whole batch
     losses: list[float] = field(default_factory=list)  # optimization only
-
-    @property
-    def latent(self) -> torch.Tensor:
-        return self.steps[-1].latent
-
-    @property
-    def image(self) -> torch.Tensor:
-        return self.steps[-1].image
 
 
 @torch.no_grad()
@@ -65,6 +74,19 @@ def encode_once(encoder, decoder, images: torch.Tensor, *, latent_avg: torch.Ten
     """
     codes = encoder(images) + latent_avg.unsqueeze(0)
     return Step(codes, decoder.decode(codes, randomize_noise=False))
+
+
+def restyle_step(encoder, decode: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                 feedback: torch.Tensor, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ReStyle iteration: latent' = encoder(cat(images, feedback)) + latent, image = decode(latent').
+
+    images, feedback: [B, 3, P, P] (feedback: the average image, then the previous output pooled
+    to P); latent: [B, n_latent, D]. The one iteration that inference (:func:`restyle`), the
+    miniature world's encoder training and ``benchmarks/restyle_iteration.py`` run; gradients flow
+    unless the caller stops them.
+    """
+    latent = encoder(torch.cat([images, feedback], dim=1)) + latent
+    return latent, decode(latent)
 
 
 def restyle(
@@ -98,9 +120,9 @@ def restyle(
     feedback = avg_image.unsqueeze(0).expand(batch, -1, -1, -1).to(images.dtype)
     steps = []
     for t in range(n_iters):
-        latent = encoder(torch.cat([images, feedback], dim=1)) + latent
         stop_at = size if early_feedback and t < n_iters - 1 else None
-        image = decoder.decode(latent, randomize_noise=False, stop_at=stop_at)
+        latent, image = restyle_step(encoder, functools.partial(decoder.decode, randomize_noise=False,
+                                                                stop_at=stop_at), images, feedback, latent)
         steps.append(Step(latent, image))
         feedback = pool(image, size)
     return steps

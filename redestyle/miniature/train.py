@@ -38,7 +38,7 @@ from torch import nn
 from ..checkpoints import save_checkpoint
 from ..fileio import atomic_write, save_atomic
 from ..imaging import to_tensor
-from ..inversion import average_image
+from ..inversion import average_image, restyle_step
 from ..train.gan import (
     accumulate,
     d_logistic_loss,
@@ -396,9 +396,11 @@ def train_encoder(method: str, g: nn.Module, latent_avg: torch.Tensor, images: n
         opt.zero_grad(set_to_none=True)
         out = {}
         for t in range(iters):
-            inp = torch.cat([x, feedback], 1) if iters > 1 else x
-            code = encoder(inp) + code.detach()
-            y = decode(code)
+            if iters > 1:  # ReStyle: the inference iteration, with the previous code detached
+                code, y = restyle_step(encoder, decode, x, feedback, code.detach())
+            else:  # single-pass encoders see the image alone
+                code = encoder(x) + code.detach()
+                y = decode(code)
             pix = F.mse_loss(y, x)
             lat = F.mse_loss(code[:n_fake], target)
             (pix + latent_weight * lat).backward()

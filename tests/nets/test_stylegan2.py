@@ -258,14 +258,29 @@ def test_stop_at_and_features(tiny):
 
 
 @torch.no_grad()
-def test_batch_equals_per_sample(tiny):
-    """On the CPU a batch is synthesised one sample at a time: exactly the batch-1 images."""
-    G = tiny
+def test_batch_equals_per_sample():
+    """On the CPU a large generator synthesises a batch one sample at a time: exactly the batch-1
+    images (a 512 px generator with narrow layers; small ones stay batched, next test)."""
+    from redestyle.nets.stylegan2 import CPU_PER_SAMPLE_MIN_SIZE
+
+    torch.manual_seed(0)
+    size = CPU_PER_SAMPLE_MIN_SIZE
+    G = Generator(size, style_dim=8, n_mlp=1, channels={2**i: 4 for i in range(2, 10)}).eval()
     w = _w(G, batch=3)
     noise = [torch.randn(3, *n.shape[1:], generator=torch.Generator().manual_seed(3)) for n in G.registered_noise()]
     batched = G.decode(w, noise=noise)
     single = torch.cat([G.decode(w[i : i + 1], noise=[n[i : i + 1] for n in noise]) for i in range(3)])
     assert torch.equal(batched, single)
+
+
+@torch.no_grad()
+def test_small_generator_batch_equals_per_sample(tiny):
+    """Batch > 1 on a small generator (activation-side modulation) equals batch-1 runs (per-sample weights)."""
+    G = tiny
+    w = _w(G, batch=3)
+    batched = G.decode(w)
+    single = torch.cat([G.decode(w[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
