@@ -33,7 +33,7 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	mkdir -p .cache/ipython .cache/matplotlib .cache/torch .cache/jupyter
-	REDESTYLE_FIGURES_DIR=$(CURDIR)/.cache/test-figures $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(ARGS)
+	REDESTYLE_FIGURES_DIR=$(CURDIR)/.cache/test-figures $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=3600 -p no:cacheprovider $(ARGS)
 
 # JupyterLab refuses to run as root without --allow-root; containers usually run as root.
 lab: $(STAMP)
