@@ -42,7 +42,7 @@ import torch
 # sibling in benchmarks/ (the script's folder is on sys.path)
 from _official import OfficialGenerator
 
-from redestyle import data, jobs, zoo
+from redestyle import data, imaging, jobs, zoo
 from redestyle import destylize as ds
 from redestyle.config import get_profile
 from redestyle.experiments import format_table
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
                 sec = seconds_per_image(fn, src, work, f"{schedule}_{handoff}", size, device)
                 rows.append({"method": f"Re-Destyle {schedule} ({'exact' if handoff == 'pool' else 'early, approx.'})",
                              "s_per_image": sec, "basis": "measured"})
-                x = torch.cat([data.load_image(src / f"{Path(n).stem}.png", size=size) for n in names]).to(device)
+                x = torch.cat([imaging.load_image(src / f"{Path(n).stem}.png", size=size) for n in names]).to(device)
                 results[(schedule, handoff)] = fn(x)
         if not args.skip_baseline:
             k = args.baseline_steps

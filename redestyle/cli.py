@@ -16,7 +16,7 @@ import sys
 
 from .config import BASELINE, DEFAULT_PROFILE, PROFILES
 
-# data.MIN_SIDE (data imports torch; tests/test_cli.py keeps the two equal)
+# imaging.MIN_SIDE (imaging imports torch; tests/test_cli.py keeps the two equal)
 MIN_SIDE = 32
 # A CheckpointMismatchError lists keys over a few lines; more than this is cut (--debug: all).
 MAX_ERROR_LINES = 8

@@ -1,7 +1,7 @@
 """The bundled sample images, and loading a folder of faces with per-file errors.
 
 The input policy itself (suffixes, EXIF, alpha, grey, 16-bit, CMYK, size checks) lives in
-:mod:`redestyle.imaging`; its names are re-exported here for existing callers.
+:mod:`redestyle.imaging`.
 
 The bundled samples are what runs with ``data_dir=None``: skimage's astronaut photo, FFHQ-aligned
 with dlib, plus three deterministic stylisations of it (flat colours, ink outlines, a warm
@@ -20,18 +20,7 @@ import torch
 from PIL import Image, ImageFilter, ImageOps
 
 from .align import align_face
-from .imaging import (  # noqa: F401  (the input policy's names, re-exported for existing callers)
-    ALIGN_HINT,
-    IMAGE_SUFFIXES,
-    MAX_PIXELS,
-    MIN_SIDE,
-    ImageReadError,
-    check_face_size,
-    list_images,
-    load_image,
-    to_rgb,
-    to_tensor,
-)
+from .imaging import ImageReadError, list_images, load_image, to_tensor
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .fileio import atomic_write
-from .imaging import to_tensor, to_uint8  # noqa: F401  (to_tensor: re-exported for notebooks)
+from .imaging import to_uint8
 
 
 def image_grid(

@@ -71,7 +71,7 @@ def test_help_imports_no_torch(tmp_path):
 
 
 def test_min_side_in_help_matches_the_input_policy():
-    from redestyle.data import MIN_SIDE
+    from redestyle.imaging import MIN_SIDE
 
     assert cli.MIN_SIDE == MIN_SIDE
 

@@ -48,7 +48,7 @@ from ..train.gan import (
     requires_grad,
 )
 from . import supervised as sup
-from .models import (  # noqa: F401  (WEIGHTS_DIR, load_into, weights_file: the stages' files, re-exported)
+from .models import (
     ENCODERS,
     IMAGE_SIZE,
     WEIGHTS_DIR,
@@ -56,8 +56,6 @@ from .models import (  # noqa: F401  (WEIGHTS_DIR, load_into, weights_file: the 
     build_encoder,
     build_generator,
     load_generator_file,
-    load_into,
-    weights_file,
 )
 from .oracle import AttributeRegressor, errors
 from .render import render_batch

@@ -9,6 +9,7 @@ import torch
 
 from redestyle.miniature import supervised as sup
 from redestyle.miniature import train, world
+from redestyle.miniature.models import load_into
 from redestyle.miniature.render import HAIR_STYLES
 from redestyle.nets.stylegan2 import Generator
 
@@ -54,7 +55,7 @@ def test_generator_sup_runs_both_phases_ships_and_resumes_from_its_carry(tmp_pat
     assert record["steps"] == 2 and record["extra"]["face_stream_seed"] == train_seed()
     assert {"pix", "lap", "kl", "d", "g"} <= set(record["final_losses"])
     g = Generator(**torch.load(ship / "generator_sup.pt")["generator_kwargs"])  # weights_only
-    payload = train.load_into(g, ship / "generator_sup.pt", what="generator_sup")  # strict
+    payload = load_into(g, ship / "generator_sup.pt", what="generator_sup")  # strict
     assert set(payload["params_to_z"]) == set(sup.ParamsToZ().state_dict())
     assert g.channels[64] == sup.CHANNELS[64] and g.n_latent == train.build_generator().n_latent  # W+ as mini
     small = torch.load(carry / "generator_sup-carry.pt", weights_only=False)

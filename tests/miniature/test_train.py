@@ -12,6 +12,7 @@ import torch
 from redestyle import zoo
 from redestyle.config import get_profile
 from redestyle.miniature import train, world
+from redestyle.miniature.models import WEIGHTS_DIR
 from redestyle.miniature.oracle import AttributeRegressor
 
 
@@ -74,7 +75,7 @@ def test_render_set_is_seeded_and_cached(tmp_path):
 
 
 def test_shipped_files_are_small_and_recorded():
-    files = sorted(train.WEIGHTS_DIR.glob("*.pt"))
+    files = sorted(WEIGHTS_DIR.glob("*.pt"))
     names = {f.stem for f in files}
     assert {"generator", "g_prime", "oracle", "restyle_psp", "dsg_zplus"} <= names
     for f in files:
