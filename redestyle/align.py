@@ -41,8 +41,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .fileio import REPORT, atomic_write, folder_report, save_json
-from .folderlock import lock_folder
+from .fileio import REPORT, atomic_write, folder_job
 from .imaging import IMAGE_SUFFIXES, as_rgb_uint8, is_image_name, open_rgb
 
 log = logging.getLogger(__name__)
@@ -365,7 +364,7 @@ def align_folder(
     """Align every image under ``in_dir`` into ``out_dir`` as ``<relative path stem>.png``.
 
     upsample: dlib detector upsampling (1 as the official scripts; 2 finds smaller faces, slower).
-    ``out_dir`` is locked for the run (``folderlock``): a second run on it is refused.
+    ``out_dir`` is locked for the run (``fileio.folder_job``): a second run on it is refused.
 
     Sub-folders are mirrored. Bad files (unreadable, not an image, no face) are logged and
     reported, never fatal. Outputs are written atomically (temporary file + ``os.replace``), so
@@ -383,54 +382,45 @@ def align_folder(
         raise NotADirectoryError(f"{in_dir}: input folder does not exist")
     if upsample < 0:
         raise ValueError(f"--upsample must be >= 0, got {upsample}")
-    with lock_folder(out_dir):
-        return _align_folder(in_dir, out_dir, size=size, transform_size=transform_size, upsample=upsample)
-
-
-def _align_folder(in_dir: Path, out_dir: Path, *, size: int, transform_size: int | None,
-                  upsample: int) -> dict[str, Any]:
-    """align_folder's body, run while holding ``out_dir``'s lock."""
-
-    files: dict[str, dict[str, Any]] = {}
-    claimed: dict[Path, str] = {}  # output -> input that owns it (a.jpg and a.png collide)
-    for path in _list_inputs(in_dir, out_dir):
-        rel = path.relative_to(in_dir).as_posix()
-        entry: dict[str, Any] = {"status": "ignored", "output": None, "error": None}
-        files[rel] = entry
-        if not is_image_name(path):
-            continue
-        out_path = out_dir / Path(rel).with_suffix(".png")
-        entry["output"] = out_path.relative_to(out_dir).as_posix()
-        if out_path in claimed:
-            entry.update(
-                status="failed",
-                error=f"output {entry['output']} already written for {claimed[out_path]}",
-            )
-            log.warning("%s: %s", rel, entry["error"])
-            continue
-        claimed[out_path] = rel
-        if out_path.exists():
-            entry["status"] = "skipped"
-            continue
-        start = time.perf_counter()
-        try:
-            img = load_image(path)
-            landmarks, info = detect_landmarks(np.asarray(img), source=rel, upsample=upsample)
-            aligned = align_face(img, size=size, transform_size=transform_size, landmarks=landmarks)
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(out_path) as f:
-                aligned.save(f, format="PNG")
-        # NoFaceError and load_image's errors are ValueErrors; dlib raises RuntimeError.
-        except (ValueError, OSError, RuntimeError) as err:
-            entry.update(status="failed", error=str(err))
-            log.warning("%s", err if rel in str(err) else f"{rel}: {err}")
-        else:
-            entry.update(status="ok", n_faces=info["n_faces"])
-        entry["seconds"] = round(time.perf_counter() - start, 3)
-
-    report = folder_report(files, size=size)
-    save_json(out_dir / REPORT, report)
-    return report
+    # each run reports its own inputs (done outputs as "skipped"); the report is written at the end
+    with folder_job(out_dir, keep_earlier=False, size=size) as job:
+        files = job.images
+        claimed: dict[Path, str] = {}  # output -> input that owns it (a.jpg and a.png collide)
+        for path in _list_inputs(in_dir, out_dir):
+            rel = path.relative_to(in_dir).as_posix()
+            entry: dict[str, Any] = {"status": "ignored", "output": None, "error": None}
+            files[rel] = entry
+            if not is_image_name(path):
+                continue
+            out_path = out_dir / Path(rel).with_suffix(".png")
+            entry["output"] = out_path.relative_to(out_dir).as_posix()
+            if out_path in claimed:
+                entry.update(
+                    status="failed",
+                    error=f"output {entry['output']} already written for {claimed[out_path]}",
+                )
+                log.warning("%s: %s", rel, entry["error"])
+                continue
+            claimed[out_path] = rel
+            if out_path.exists():
+                entry["status"] = "skipped"
+                continue
+            start = time.perf_counter()
+            try:
+                img = load_image(path)
+                landmarks, info = detect_landmarks(np.asarray(img), source=rel, upsample=upsample)
+                aligned = align_face(img, size=size, transform_size=transform_size, landmarks=landmarks)
+                out_path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_write(out_path) as f:
+                    aligned.save(f, format="PNG")
+            # NoFaceError and load_image's errors are ValueErrors; dlib raises RuntimeError.
+            except (ValueError, OSError, RuntimeError) as err:
+                entry.update(status="failed", error=str(err))
+                log.warning("%s", err if rel in str(err) else f"{rel}: {err}")
+            else:
+                entry.update(status="ok", n_faces=info["n_faces"])
+            entry["seconds"] = round(time.perf_counter() - start, 3)
+    return job.report()
 
 
 # --------------------------------------------------------------------------------------------

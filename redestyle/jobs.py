@@ -42,8 +42,8 @@ from . import destylize as ds
 from . import zoo
 from .checkpoints import load_codes
 from .config import Schedule, get_profile
-from .fileio import REPORT, atomic_write, folder_report, save_json
-from .folderlock import FolderInUseError, lock_folder
+from .fileio import FolderJob, atomic_write, folder_job, save_json
+from .folderlock import FolderInUseError
 from .imaging import ImageReadError, list_images, load_image, pool, to_uint8
 
 log = logging.getLogger(__name__)
@@ -75,15 +75,7 @@ def _check_meta(meta_path: Path, meta: dict) -> None:
                          "use another --out folder or the same options")
 
 
-def destylize_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) -> dict:
-    """Destylize every image of ``in_dir`` into ``out_dir`` (module docstring; arguments as
-    :func:`_destylize_folder`) while holding ``out_dir``'s lock: a second run on the folder is
-    refused with ``folderlock.FolderInUseError`` naming the folder and the holder's PID."""
-    with lock_folder(out_dir):
-        return _destylize_folder(in_dir, out_dir, **kwargs)
-
-
-def _destylize_folder(
+def destylize_folder(
     in_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
@@ -97,29 +89,44 @@ def _destylize_folder(
 ) -> dict:
     """Destylize every image of ``in_dir`` into ``out_dir`` (see the module docstring).
 
+    ``out_dir`` is locked for the run (``fileio.folder_job``): a second run on the folder is
+    refused with ``folderlock.FolderInUseError`` naming the folder and the holder's PID, before
+    anything is read or written.
+
     destylize: images [B, 3, size, size] in [-1, 1] -> a ``destylize.Destylized`` (it owns its
     grad mode); batches are moved to ``device`` first. meta: written to codes_meta.json (must
     hold ``space``); a folder whose existing meta differs in any field is refused rather than
     mixed. progress(done, total, name): done = images with codes, called once before the first
     batch (name "") and after each successful batch. Returns the report dict
-    ({"images": {name: {...}}, "summary", "failed": {name: one-line error}}).
+    ({"images": {name: {...}}, "summary", "failed": {name: one-line error}}); entries of earlier
+    runs are kept, the summary counts this run's inputs.
     """
+    # the codes accumulate over runs, and so do the report's entries
+    with folder_job(out_dir, keep_earlier=True) as job:
+        _destylize_into(job, Path(in_dir), destylize=destylize, size=size, meta=meta, batch=batch,
+                        device=device, save_preview=save_preview, progress=progress)
+    return job.report()
+
+
+def _destylize_into(job: FolderJob, in_dir: Path, *, destylize: Callable[[torch.Tensor], object], size: int,
+                    meta: dict, batch: int, device: str | torch.device, save_preview: bool,
+                    progress: Callable[[int, int, str], None] | None) -> None:
+    """destylize_folder's body, run while ``job`` holds the output folder; commits after each batch."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if "space" not in meta:
         raise ValueError("meta must state the latent space ('W+' or 'z+')")
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    out_dir = job.out_dir
     paths = list_images(in_dir)
     inside = out_dir.resolve()
     paths = [p for p in paths if inside not in p.resolve().parents]  # never our own previews
     names = [p.relative_to(in_dir).as_posix() for p in paths]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    job.names = names
     meta_path = out_dir / META
     _check_meta(meta_path, meta)
     save_json(meta_path, meta)
     exstyle, instyle = _read_codes(out_dir / EXSTYLE), _read_codes(out_dir / INSTYLE)
-    report_path = out_dir / REPORT
-    report = json.loads(report_path.read_text()) if report_path.exists() else {"images": {}}
+    images = job.images
     order = {n: i for i, n in enumerate(names)}
 
     def ordered(codes):  # folder order = DualStyleGAN's style_id numbering, also after a resume
@@ -137,37 +144,34 @@ def _destylize_folder(
                 tensors.append(load_image(path, size=size))
                 chunk.append(name)
             except ImageReadError as err:
-                report["images"][name] = {"status": "failed", "error": str(err)}
+                images[name] = {"status": "failed", "error": str(err)}
                 log.info("%s", err)  # reported per file by the caller (cli_destylize prints it)
         if not chunk:
-            save_json(report_path, report)
+            job.commit()
             continue
         start = time.perf_counter()
         try:
             result = destylize(torch.cat(tensors).to(device))
         except Exception as err:  # a failing batch is recorded; the run goes on
             for name in chunk:
-                report["images"][name] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+                images[name] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
             log.info("batch %s failed: %s: %s", chunk, type(err).__name__, err)
-            save_json(report_path, report)
+            job.commit()
             continue
         seconds = (time.perf_counter() - start) / len(chunk)
         for j, name in enumerate(chunk):
             exstyle[name] = result.z_e[j : j + 1].detach().float().cpu().numpy()
             instyle[name] = result.z_i[j : j + 1].detach().float().cpu().numpy()
-            report["images"][name] = {"status": "ok", "seconds": round(seconds, 4)}
+            images[name] = {"status": "ok", "seconds": round(seconds, 4)}
             if save_preview:
                 _save_preview(out_dir / PREVIEWS / Path(name).with_suffix(".png"),
                               [tensors[j][0], result.reconstruction[j], result.image[j]], size)
         save_codes(out_dir / EXSTYLE, ordered(exstyle))
         save_codes(out_dir / INSTYLE, ordered(instyle))
-        save_json(report_path, report)
+        job.commit()
         done += len(chunk)
         if progress is not None:
             progress(done, len(paths), chunk[-1])
-    report = folder_report(report["images"], names=names)
-    save_json(report_path, report)
-    return report
 
 
 PREVIEW_LABELS = ("input", "reconstruction", "destylized")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from redestyle import fileio
+from redestyle.folderlock import LOCK_NAME, FolderInUseError
 
 
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
@@ -32,3 +33,28 @@ def test_folder_report_counts_this_runs_inputs():
     assert report["summary"] == {"images": 3, "ok": 1, "failed": 1, "ignored": 1}
     assert report["failed"] == {"b.png": "b.png: not an image"}
     assert fileio.folder_report({})["summary"] == {"images": 0, "ok": 0, "failed": 0}
+
+
+def test_folder_job_locks_keeps_or_drops_earlier_entries_and_commits_on_exit(tmp_path):
+    out = tmp_path / "out"
+    with fileio.folder_job(out, keep_earlier=True, size=64) as job:
+        assert (out / LOCK_NAME).exists() and job.images == {}
+        with pytest.raises(FolderInUseError), fileio.folder_job(out, keep_earlier=True):
+            pass  # a second run on the folder is refused (the lock is not re-entrant)
+        job.images["a.png"] = {"status": "ok"}
+        job.images["b.png"] = {"status": "failed", "error": "b.png: not an image"}
+    first = json.loads((out / fileio.REPORT).read_text())
+    assert first == fileio.folder_report(job.images, size=64) and not (out / LOCK_NAME).exists()
+
+    with fileio.folder_job(out, keep_earlier=True) as job:  # accumulating jobs (codes) start from it
+        assert job.images == first["images"]
+        job.names = ["b.png"]
+        job.images["b.png"] = {"status": "ok"}
+    second = json.loads((out / fileio.REPORT).read_text())
+    assert second["summary"] == {"images": 1, "ok": 1, "failed": 0} and set(second["images"]) == {"a.png", "b.png"}
+
+    with pytest.raises(KeyboardInterrupt), fileio.folder_job(out, keep_earlier=False) as job:
+        assert job.images == {}  # each run reports only its own inputs
+        job.images["c.png"] = {"status": "ok"}
+        raise KeyboardInterrupt
+    assert json.loads((out / fileio.REPORT).read_text()) == second  # only commits count

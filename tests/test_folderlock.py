@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import redestyle
+from redestyle.fileio import REPORT
 from redestyle.folderlock import LOCK_NAME, FolderInUseError, lock_folder
 
 ROOT = Path(redestyle.__file__).parents[1]
@@ -120,4 +121,4 @@ def test_destylize_folder_refused_while_held(photos, tmp_path):
             jobs.destylize_folder(photos, out, destylize=None, size=64, meta={"space": "W+"})
     finally:
         release(holder)
-    assert not (out / jobs.META).exists() and not (out / jobs.REPORT).exists()
+    assert not (out / jobs.META).exists() and not (out / REPORT).exists()

@@ -12,6 +12,7 @@ from redestyle import destylize as ds
 from redestyle import jobs, zoo
 from redestyle.checkpoints import load_codes
 from redestyle.cli import add_destylize_arguments
+from redestyle.fileio import REPORT
 from redestyle.imaging import load_image, to_uint8
 
 NAMES = ["a.png", "b.png", "c.png"]
@@ -128,7 +129,7 @@ def test_kill_after_k_images_loses_only_the_image_in_flight(folder, tmp_path, fn
         run(folder, out, counting(fn, [], fail_at=k + 1))
     for f in (jobs.EXSTYLE, jobs.INSTYLE):
         assert list(load_codes(out / f)) == names[:k]
-    report = json.loads((out / jobs.REPORT).read_text())
+    report = json.loads((out / REPORT).read_text())
     assert sorted(n for n, r in report["images"].items() if r["status"] == "ok") == names[:k]
     calls = []
     run(folder, out, counting(fn, calls))
@@ -211,7 +212,7 @@ def test_cli_bad_input_corpus_one_line_each_and_exit_1(tmp_path, capsys):
     out = tmp_path / "out"
     assert cli([str(src), "--out", str(out), "--schedule", "1", "--no-previews"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    report = json.loads((out / jobs.REPORT).read_text())
+    report = json.loads((out / REPORT).read_text())
     bad = sorted(n for n, want in cases.items() if isinstance(want, str))
     assert sorted(report["failed"]) == bad
     for name in bad:
