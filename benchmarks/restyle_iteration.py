@@ -34,7 +34,8 @@ from _timing import alternating
 from redestyle import data, zoo
 from redestyle.config import get_profile
 from redestyle.experiments import format_table
-from redestyle.inversion import pool, restyle_step
+from redestyle.imaging import pool
+from redestyle.inversion import restyle_step
 
 GOALS = {"fp32": 0.6, "bf16": 0.25}  # x the official fp32 iteration time per image
 MAX_REL_ERR = 0.01

@@ -40,8 +40,9 @@ from PIL import Image
 
 from . import metrics
 from .align import NoFaceError, align_face, detect_landmarks
+from .config import BASELINE
 from .data import SAMPLE_STYLES, _stylise, sample_portraits
-from .destylize import BASELINE, DestyleOptions, make_destylizer, redestyle
+from .destylize import DestyleOptions, make_destylizer, redestyle
 from .imaging import pool, to_tensor, to_uint8
 from .nets.irse import Backbone, IDFeatures
 

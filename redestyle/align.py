@@ -42,16 +42,14 @@ import numpy as np
 from PIL import Image
 
 from .fileio import REPORT, atomic_write, folder_job
-from .imaging import IMAGE_SUFFIXES, as_rgb_uint8, is_image_name, open_rgb
+from .imaging import as_rgb_uint8, is_image_name, open_rgb
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "NoFaceError",
     "align_face",
     "align_folder",
-    "as_rgb_uint8",
     "cli_align",
     "detect_face",
     "detect_landmarks",
@@ -369,7 +367,7 @@ def align_folder(
     Sub-folders are mirrored. Bad files (unreadable, not an image, no face) are logged and
     reported, never fatal. Outputs are written atomically (temporary file + ``os.replace``), so
     an interrupted run leaves no partial PNG, and outputs that already exist are skipped
-    (resume). Files without an image suffix (:data:`IMAGE_SUFFIXES`) are listed as ignored.
+    (resume). Files without an image suffix (:data:`redestyle.imaging.IMAGE_SUFFIXES`) are listed as ignored.
 
     Returns:
         The report, also written to ``out_dir/report.json`` in the one folder-job layout

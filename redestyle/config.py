@@ -131,6 +131,9 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+#: The inversion methods of Fig. 1 (``inversion.invert``); which a profile can run: ``zoo.methods_for``.
+METHODS = ("psp", "e4e", "restyle_psp", "restyle_e4e", "hyperstyle", "optimization")
+
 #: The profile of every verb and notebook when none is given: trained weights that ship with the
 #: package (``ffhq1024`` needs the official weights folder, which is never assumed).
 DEFAULT_PROFILE = "mini"

@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import BASELINE, BaselineWeights, Schedule
-from .inversion import LastStep, Step, pool, restyle
+from .imaging import pool
+from .inversion import LastStep, Step, restyle
 from .losses import id_loss, latent_std_loss, lr_ramp, noise_normalize_, noise_regularize
 from .ops import use_backend
 
@@ -116,7 +117,7 @@ def redestyle(
 
     encoder: ReStyle ``BackboneEncoder`` (6-channel input); decoder: StyleGAN2 ``Generator``.
     portraits: [B, 3, P, P] in [-1, 1] at the encoder resolution (256 for FFHQ 1024);
-    latent_avg: [n_latent, D]; avg_image: [3, P, P] (``inversion.average_image``).
+    latent_avg: [n_latent, D]; avg_image: [3, P, P] (``zoo.average_image``).
     Returns z_e (round 1), z_i (last round, after the optional truncation / colour copy), their
     images [B, 3, S, S] and every round. Runs without autograd (inference only).
     """

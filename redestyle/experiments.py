@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from . import data, metrics
 from . import destylize as ds
-from .config import Profile, get_profile
-from .inversion import METHODS, Inversion, invert, pool
+from .config import METHODS, Profile, get_profile
+from .imaging import pool
+from .inversion import Inversion, invert
 from .miniature import world
 from .transfer import transfer_grid
 from .viz import image_grid

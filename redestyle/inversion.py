@@ -15,11 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import METHODS
 from .imaging import pool
 from .losses import lr_ramp, noise_normalize_, noise_regularize
 from .nets.hyperstyle import HyperNetwork, layer_shapes_of
-
-METHODS = ("psp", "e4e", "restyle_psp", "restyle_e4e", "hyperstyle", "optimization")
 
 
 class LastStep:
@@ -58,15 +57,6 @@ class Inversion(LastStep):
 
 
 @torch.no_grad()
-def average_image(decoder, latent_avg: torch.Tensor, *, pool_size: int) -> torch.Tensor:
-    """ReStyle's average image: decode ``latent_avg`` [n_latent, D] (registered noise), pool.
-
-    Returns [3, pool_size, pool_size] (restyle ``utils/inference_utils.get_average_image``).
-    """
-    image = decoder.decode(latent_avg.unsqueeze(0), randomize_noise=False)
-    return pool(image, pool_size)[0].detach()
-
-
 def encode_once(encoder, decoder, images: torch.Tensor, *, latent_avg: torch.Tensor) -> Step:
     """pSp / e4e: one encoder pass, codes + latent_avg, decoded with the registered noise.
 
@@ -329,7 +319,7 @@ def invert(method: str, images: torch.Tensor, models, *, n_iters: int = 5, n_ste
            generator: torch.Generator | None = None, **project_kwargs) -> Inversion:
     """One interface for the six methods of Fig. 1.
 
-    method: one of :data:`METHODS`; images: [B, 3, P, P] in [-1, 1] at the encoders' resolution;
+    method: one of :data:`redestyle.config.METHODS`; images: [B, 3, P, P] in [-1, 1] at the encoders' resolution;
     models: a :class:`redestyle.zoo.Models` bundle (generator, latent_avg, encoders, LPIPS).
     ``n_iters`` applies to ReStyle and HyperStyle, ``n_steps`` to the optimization.
     """

@@ -35,12 +35,11 @@ from PIL import Image
 
 from redestyle.align import (
     NoFaceError,
-    as_rgb_uint8,
     detect_face,
     detect_landmarks,
     dlib_model_path,
 )
-from redestyle.imaging import pool, to_uint8
+from redestyle.imaging import as_rgb_uint8, pool, to_uint8
 from redestyle.nets.irse import IDFeatures
 
 __all__ = [

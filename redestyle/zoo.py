@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 
 from . import checkpoints as ck
-from .config import Profile, get_profile
-from .inversion import METHODS, average_image
-from .losses import LPIPS
+from .config import METHODS, Profile, get_profile
+from .imaging import pool
 from .miniature.models import (
     WEIGHTS_DIR,
     build_encoder,
@@ -32,6 +31,7 @@ from .miniature.models import (
 from .nets import encoders as enc
 from .nets.hyperstyle import SHARED_LAYERS, HyperNetwork, WEncoder, layer_shapes_of
 from .nets.irse import IRSE_WIDTHS, Backbone, IDFeatures
+from .nets.lpips_vgg import LPIPS
 from .nets.stylegan2 import Generator
 
 #: Fig. 1 methods -> official checkpoint file(s).
@@ -51,6 +51,15 @@ W_ENCODER_FILE = "faces_w_encoder.pt"
 G_PRIME_FILE = "{style}/finetune-000600.pt"
 #: Relative size of the tiny profile's seeded "fine-tuning" perturbation of the generator weights.
 TINY_G_PRIME_PERTURBATION = 0.05
+
+
+def average_image(decoder, latent_avg: torch.Tensor, *, pool_size: int) -> torch.Tensor:
+    """ReStyle's average image: decode ``latent_avg`` [n_latent, D] (registered noise), pool.
+
+    Returns [3, pool_size, pool_size] (restyle ``utils/inference_utils.get_average_image``).
+    """
+    image = decoder.decode(latent_avg.unsqueeze(0), randomize_noise=False)
+    return pool(image, pool_size)[0].detach()
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -298,7 +307,7 @@ def mini_methods() -> tuple[str, ...]:
 
 
 def methods_for(profile: str | Profile) -> tuple[str, ...]:
-    """The Fig. 1 methods a profile can run: every one of ``inversion.METHODS``, except on shipped
+    """The Fig. 1 methods a profile can run: every one of ``config.METHODS``, except on shipped
     weights (mini): the methods with a shipped encoder, plus optimization (:func:`mini_methods`)."""
     return mini_methods() if get_profile(profile).weights == "shipped" else METHODS
 

@@ -7,7 +7,8 @@ import torch
 
 from redestyle import destylize as ds
 from redestyle import experiments, zoo
-from redestyle.inversion import pool, restyle
+from redestyle.imaging import pool
+from redestyle.inversion import restyle
 from redestyle.nets.encoders import BackboneEncoder
 
 
@@ -198,7 +199,7 @@ def test_early_handoff_deviation_is_measured(tiny, images):
 
 @pytest.fixture(scope="module")
 def lpips():
-    from redestyle.losses import LPIPS
+    from redestyle.nets.lpips_vgg import LPIPS
 
     return LPIPS()
 

@@ -17,7 +17,7 @@ from conftest import load_parity
 
 from redestyle import destylize as ds
 from redestyle import zoo
-from redestyle.inversion import pool
+from redestyle.imaging import pool
 
 NAME = "dsg_destylize_step"
 STYLE = "cartoon"

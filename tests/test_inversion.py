@@ -5,7 +5,9 @@ import torch
 from conftest import load_parity
 
 from redestyle import zoo
-from redestyle.inversion import METHODS, invert, pool, restyle
+from redestyle.config import METHODS
+from redestyle.imaging import pool
+from redestyle.inversion import invert, restyle
 
 LOOP_FIXTURES = {"restyle_psp_encoder": "restyle_psp", "restyle_e4e_ffhq_encoder": "restyle_e4e"}
 

@@ -28,14 +28,14 @@ LAYERS: dict[str, int] = {
     "redestyle.folderlock": 1,
     "redestyle.config": 1,
     "redestyle.miniature.render": 1,  # numpy only: the procedural faces
-    # 2: weight files (official registry, the mini profile's shipped files)
+    # 2: weight files (official registry, the mini profile's shipped files); model bundles per profile
     "redestyle.checkpoints": 2,
     "redestyle.miniature.models": 2,
+    "redestyle.zoo": 2,
     # 3: inversion loops and losses
     "redestyle.inversion": 3,
     "redestyle.losses": 3,
-    # 4: model bundles per profile; algorithms over tensors; alignment; the bundled samples
-    "redestyle.zoo": 4,
+    # 4: algorithms over tensors; alignment; the bundled samples
     "redestyle.destylize": 4,
     "redestyle.metrics": 4,
     "redestyle.align": 4,
@@ -178,7 +178,8 @@ def test_imports_sit_at_module_top():
                         "modules may be imported lazily):\n" + "\n".join(hidden))
 
 
-@pytest.mark.parametrize("name, layer", [("redestyle.nets.stylegan2", 0), ("redestyle.miniature.world", 5),
+@pytest.mark.parametrize("name, layer", [("redestyle.nets.stylegan2", 0), ("redestyle.nets.lpips_vgg", 0),
+                                         ("redestyle.zoo", 2), ("redestyle.miniature.world", 5),
                                          ("redestyle.miniature.models", 2), ("redestyle.train.cli", 5)])
 def test_layer_lookup(name, layer):
     assert _layer(name) == layer

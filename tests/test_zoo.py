@@ -50,7 +50,7 @@ def test_present_loss_networks_are_loaded_and_recorded(folder):
 
 
 def test_random_lpips_backbone_is_seeded_and_leaves_the_global_rng_alone():
-    from redestyle.losses import LPIPS
+    from redestyle.nets.lpips_vgg import LPIPS
 
     torch.manual_seed(123)
     before = torch.random.get_rng_state()

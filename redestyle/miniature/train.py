@@ -38,7 +38,7 @@ from torch import nn
 from ..checkpoints import save_checkpoint
 from ..fileio import atomic_write, save_atomic
 from ..imaging import to_tensor
-from ..inversion import average_image, restyle_step
+from ..inversion import restyle_step
 from ..train.gan import (
     accumulate,
     d_logistic_loss,
@@ -47,6 +47,7 @@ from ..train.gan import (
     mixing_noise,
     requires_grad,
 )
+from ..zoo import average_image
 from . import supervised as sup
 from .models import (
     ENCODERS,

@@ -35,7 +35,8 @@ def test_pretrain_step_trains_the_extrinsic_path():
 
 
 def test_train_and_transfer_commands_on_codes_written_to_disk(tmp_path):
-    from redestyle.jobs import save_codes, save_json
+    from redestyle.fileio import save_json
+    from redestyle.jobs import save_codes
 
     images_dir, codes_dir, run_dir = tmp_path / "style", tmp_path / "codes", tmp_path / "run"
     images_dir.mkdir()
