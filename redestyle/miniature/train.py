@@ -13,7 +13,8 @@ Every stage is a function and a ``python -m redestyle.miniature.train <stage>`` 
 
 The encoders share one simple objective (no LPIPS, ID or e4e's progressive delta schedule: there
 are no pretrained loss networks offline). Every stage is seeded, writes a resumable state
-(``<stage>-state.pt``, atomically, every ``save_every`` steps) and, at the end, the shipped
+(``<stage>-state.pt``, atomically, every ``save_every`` steps; :class:`StageRun` through the
+training loop that DualStyleGAN's trainer runs on, ``redestyle.train.loop``) and, at the end, the shipped
 half-precision file plus a JSON record of its command, seed, wall time and final losses
 (``<stage>.json``). Renders are cached as ``.npz`` in the working folder.
 """
@@ -47,6 +48,7 @@ from ..train.gan import (
     mixing_noise,
     requires_grad,
 )
+from ..train.loop import train_loop
 from ..zoo import average_image
 from . import supervised as sup
 from .models import (
@@ -104,33 +106,6 @@ def _state_path(out_dir: Path, stage: str) -> Path:
     return out_dir / f"{stage}-state.pt"
 
 
-def _save_state(out_dir: Path, stage: str, step: int, modules: dict[str, nn.Module],
-                optims: dict, log: list[dict], elapsed: float) -> None:
-    save_atomic({
-        "step": step,
-        "modules": {k: m.state_dict() for k, m in modules.items()},
-        "optims": {k: o.state_dict() for k, o in optims.items()},
-        "log": log,
-        "elapsed": elapsed,
-        "rng": torch.get_rng_state(),
-    }, _state_path(out_dir, stage))
-
-
-def _load_state(out_dir: Path, stage: str, modules: dict[str, nn.Module],
-                optims: dict) -> tuple[int, list[dict], float]:
-    path = _state_path(out_dir, stage)
-    if not path.exists():
-        return 0, [], 0.0
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    for k, m in modules.items():
-        m.load_state_dict(state["modules"][k])
-    for k, o in optims.items():
-        o.load_state_dict(state["optims"][k])
-    torch.set_rng_state(state["rng"])
-    print(f"[{stage}] resumed from {path} at step {state['step']}", flush=True)
-    return state["step"], state["log"], state["elapsed"]
-
-
 def _half(state_dict: dict) -> dict:
     """Floating tensors to float16 (what is shipped); others as they are."""
     return {k: v.detach().half() if v.is_floating_point() else v for k, v in state_dict.items()}
@@ -158,23 +133,73 @@ def _mean_recent(log: list[dict], key: str, n: int = 10) -> float:
     return round(float(np.mean(values)), 6) if values else float("nan")
 
 
-def _save_carry(path: Path, step: int, modules: dict[str, nn.Module], states: dict,
-                log: list[dict], elapsed: float) -> None:
-    """A small resumable state for committing: modules in float16, ``states`` (e.g. random
-    streams) as they are, the log; no optimizer moments."""
-    save_atomic({"step": step, "modules": {k: _half(m.state_dict()) for k, m in modules.items()},
-                 "states": {k: o.state_dict() for k, o in states.items()}, "log": log,
-                 "elapsed": elapsed}, path)
+class StageRun:
+    """A miniature stage as a :class:`~redestyle.train.loop.Resumable`: ``step_fn`` over its state.
 
+    step_fn(step) runs one iteration and returns its losses; modules and optims (optimizers, lr
+    schedulers, random streams: anything with ``state_dict`` / ``load_state_dict``) are what a
+    resume restores, together with the global torch random state, the log rows and the elapsed
+    time. Two file formats, both kept loadable as written since the first stages:
 
-def _load_carry(path: Path, modules: dict[str, nn.Module], states: dict) -> tuple[int, list[dict], float]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    for k, m in modules.items():
-        m.load_state_dict({n: v.float() if v.is_floating_point() else v for n, v in state["modules"][k].items()})
-    for k, o in states.items():
-        o.load_state_dict(state["states"][k])
-    print(f"[{path.name}] carried over at step {state['step']} (optimizer moments start afresh)", flush=True)
-    return state["step"], state["log"], state["elapsed"]
+    * :meth:`checkpoint` (``<stage>-state.pt``): ``{"step", "modules", "optims", "log",
+      "elapsed", "rng"}``, everything: a run resumed from it continues bit for bit where the
+      stage's own random streams are among ``optims`` (generator_sup);
+    * :meth:`carry` (small, for committing): ``{"step", "modules" (float16), "states", "log",
+      "elapsed"}``, the ``carry_keys`` entries of ``optims`` only, no optimizer moments.
+    """
+
+    def __init__(self, stage: str, step_fn: Callable[[int], dict], modules: dict[str, nn.Module],
+                 optims: dict, *, carry_keys: tuple[str, ...] = ()) -> None:
+        self.stage, self.step_fn, self.modules, self.optims = stage, step_fn, modules, optims
+        self.carried = {k: optims[k] for k in carry_keys}
+        self.step, self.log = 0, []
+        self.t0 = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds of training so far, over every resumed piece of the run."""
+        return time.perf_counter() - self.t0
+
+    def _restart_clock(self, elapsed: float) -> None:
+        self.t0 = time.perf_counter() - elapsed
+
+    def train_step(self) -> dict:
+        losses = self.step_fn(self.step)
+        self.step += 1
+        return losses
+
+    def checkpoint(self) -> dict:
+        return {
+            "step": self.step,
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optims": {k: o.state_dict() for k, o in self.optims.items()},
+            "log": self.log,
+            "elapsed": self.elapsed,
+            "rng": torch.get_rng_state(),
+        }
+
+    def load(self, payload: dict) -> None:
+        for k, m in self.modules.items():
+            m.load_state_dict(payload["modules"][k])
+        for k, o in self.optims.items():
+            o.load_state_dict(payload["optims"][k])
+        torch.set_rng_state(payload["rng"])
+        self.step, self.log = payload["step"], payload["log"]
+        self._restart_clock(payload["elapsed"])
+
+    def carry(self) -> dict:
+        return {"step": self.step, "modules": {k: _half(m.state_dict()) for k, m in self.modules.items()},
+                "states": {k: o.state_dict() for k, o in self.carried.items()}, "log": self.log,
+                "elapsed": self.elapsed}
+
+    def load_carry(self, payload: dict) -> None:
+        for k, m in self.modules.items():
+            m.load_state_dict({n: v.float() if v.is_floating_point() else v
+                               for n, v in payload["modules"][k].items()})
+        for k, o in self.carried.items():
+            o.load_state_dict(payload["states"][k])
+        self.step, self.log = payload["step"], payload["log"]
+        self._restart_clock(payload["elapsed"])
 
 
 def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
@@ -183,37 +208,45 @@ def _loop(stage: str, out_dir: Path, steps: int, step_fn: Callable[[int], dict],
           carry_keys: tuple[str, ...] = ()) -> tuple[list[dict], float]:
     """Run ``step_fn(step) -> losses`` from the saved step to ``steps``; log, save; -> (log, seconds).
 
-    ``optims``: optimizers and lr schedulers (anything with ``state_dict`` / ``load_state_dict``),
-    saved and restored with the modules, so a resumed run continues where it stopped.
-    ``carry``: also write the small state of :func:`_save_carry` there (with the ``carry_keys``
-    entries of ``optims``) at every save and at the end; a run without a state in ``out_dir``
-    (a fresh clone) resumes from it.
+    A :class:`StageRun` through the one training loop (``train.loop.train_loop``). ``optims``:
+    optimizers and lr schedulers (anything with ``state_dict`` / ``load_state_dict``), saved and
+    restored with the modules, so a resumed run continues where it stopped; the full state is
+    written every ``save_every`` steps before the end (the end ships instead). ``carry``: also
+    write the small state of :meth:`StageRun.carry` there (with the ``carry_keys`` entries of
+    ``optims``) at every save and at the end; a run without a state in ``out_dir`` (a fresh
+    clone) resumes from it.
     """
-    carried = {k: optims[k] for k in carry_keys}
+    run = StageRun(stage, step_fn, modules, optims, carry_keys=carry_keys)
+    state = _state_path(out_dir, stage)
     if not resume:
-        start, log, elapsed = 0, [], 0.0
-    elif carry is not None and carry.exists() and not _state_path(out_dir, stage).exists():
-        start, log, elapsed = _load_carry(carry, modules, carried)
-    else:
-        start, log, elapsed = _load_state(out_dir, stage, modules, optims)
-    t0 = time.perf_counter() - elapsed
+        pass
+    elif carry is not None and carry.exists() and not state.exists():
+        run.load_carry(torch.load(carry, map_location="cpu", weights_only=False))
+        print(f"[{carry.name}] carried over at step {run.step} (optimizer moments start afresh)", flush=True)
+    elif state.exists():
+        run.load(torch.load(state, map_location="cpu", weights_only=False))
+        print(f"[{stage}] resumed from {state} at step {run.step}", flush=True)
     acc: dict[str, list[float]] = {}
-    for step in range(start, steps):
-        losses = step_fn(step)
+
+    def log_rows(done: int, losses: dict) -> None:
+        nonlocal acc
         for k, v in losses.items():
             acc.setdefault(k, []).append(float(v))
-        done = step + 1
         if done % log_every == 0 or done == steps:
-            row = {"step": done, "seconds": round(time.perf_counter() - t0, 1)}
+            row = {"step": done, "seconds": round(run.elapsed, 1)}
             row.update({k: round(float(np.mean(v)), 5) for k, v in acc.items()})
-            log.append(row)
+            run.log.append(row)
             acc = {}
             print(f"[{stage}] " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+
+    def save(done: int, losses: dict) -> None:
         if done % save_every == 0 and done < steps:
-            _save_state(out_dir, stage, done, modules, optims, log, time.perf_counter() - t0)
+            save_atomic(run.checkpoint(), state)
         if carry is not None and (done % save_every == 0 or done == steps):
-            _save_carry(carry, done, modules, carried, log, time.perf_counter() - t0)
-    return log, time.perf_counter() - t0
+            save_atomic(run.carry(), carry)
+
+    train_loop(run, steps, [log_rows, save])
+    return run.log, run.elapsed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Layout: ``config`` (official defaults), ``data`` (paired set, real batches), ``gan`` (adversarial
 losses, R1, path length, EMA), ``models`` (networks per profile, generator files), ``trainer``
-(one iteration at a time, checkpoints, the loop), ``dist`` (torchrun helpers), ``cli``
+(one iteration at a time, checkpoints), ``loop`` (the one training loop and resume protocol, shared
+with the miniature stages), ``dist`` (torchrun helpers), ``cli``
 (``redestyle train``). Importing this package builds nothing and touches no device.
 """
 

@@ -3,8 +3,10 @@
 :class:`Trainer` holds the state of ``finetune_dualstylegan.py`` / ``pretrain_dualstylegan.py``
 (models, Adam states with lazy-regularisation scaling, the path-length running mean, the
 iteration counter, the random streams) and runs one iteration per :meth:`Trainer.finetune_step` /
-:meth:`Trainer.pretrain_step`, returning that iteration's losses. :func:`run` drives the loop
-with TensorBoard, tqdm and checkpoints (rank 0). Every random draw of an iteration comes from
+:meth:`Trainer.pretrain_step`, returning that iteration's losses; it is a
+:class:`~redestyle.train.loop.Resumable` (``train_step``, ``checkpoint``, ``load``). :func:`run`
+drives it through the one training loop (``loop.train_loop``, shared with the miniature stages)
+with TensorBoard, tqdm and checkpoints (rank 0) as callbacks. Every random draw of an iteration comes from
 the trainer's own ``torch.Generator`` (noise maps included), so a run resumed from a checkpoint
 continues bit for bit like the uninterrupted run.
 
@@ -49,6 +51,7 @@ from .gan import (
     g_path_regularize,
     requires_grad,
 )
+from .loop import train_loop
 from .models import TrainModels
 
 log = logging.getLogger(__name__)
@@ -461,34 +464,38 @@ def run(
 
         bar = tqdm(total=end - trainer.step, desc=model_name, dynamic_ncols=True)
     fixed = _fixed_samples(trainer) if writer is not None else None
-    logged = []
+
+    def write_scalars(done: int, losses: dict[str, float]) -> None:
+        if done % cfg.log_every == 0:
+            for key, value in losses.items():
+                if key != "step":
+                    writer.add_scalar(f"loss/{key}", value, done)
+
+    def write_samples(done: int, losses: dict[str, float]) -> None:
+        if done % cfg.sample_every == 0:
+            writer.add_image("samples", _sample_grid(trainer, fixed), done)
+
+    def show(done: int, losses: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix({k: f"{losses[k]:.3f}" for k in ("d", "g") if k in losses})
+
+    def save(done: int, losses: dict[str, float]) -> None:
+        official = _official_save_point(trainer, done)
+        if done % cfg.save_every == 0 or done == end or official:
+            trainer.save(out / "last.pt")  # every rank: it gathers the random streams
+        if official and main:
+            payload = trainer.checkpoint() if pretrain else {"g_ema": trainer.g_ema.state_dict()}
+            save_atomic(payload, out / f"{model_name}-{done:06d}.pt")
+
+    callbacks = [*((write_scalars, write_samples) if writer is not None else ()),
+                 *((show,) if bar is not None else ()), *((save,) if out is not None else ())]
     try:
-        while trainer.step < end:
-            losses = dist.reduce_mean(trainer.train_step())
-            logged.append(losses)
-            done = trainer.step  # iterations completed
-            if writer is not None and done % cfg.log_every == 0:
-                for key, value in losses.items():
-                    if key != "step":
-                        writer.add_scalar(f"loss/{key}", value, done)
-            if writer is not None and done % cfg.sample_every == 0:
-                writer.add_image("samples", _sample_grid(trainer, fixed), done)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{losses[k]:.3f}" for k in ("d", "g") if k in losses})
-            if out is not None:
-                official = _official_save_point(trainer, done)
-                if done % cfg.save_every == 0 or done == end or official:
-                    trainer.save(out / "last.pt")
-                if official and main:
-                    payload = trainer.checkpoint() if pretrain else {"g_ema": trainer.g_ema.state_dict()}
-                    save_atomic(payload, out / f"{model_name}-{done:06d}.pt")
+        return train_loop(trainer, end, callbacks, reduce=dist.reduce_mean)
     finally:
         if bar is not None:
             bar.close()
         if writer is not None:
             writer.close()
-    return logged
 
 
 def _official_save_point(trainer: Trainer, done: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,6 +69,51 @@ def test_generator_sup_runs_both_phases_ships_and_resumes_from_its_carry(tmp_pat
     assert "carried over at step 2" in capsys.readouterr().out
     assert json.loads((ship / "generator_sup.json").read_text())["steps"] == 3
     assert torch.load(carry / "generator_sup-carry.pt", weights_only=False)["step"] == 3
+
+
+def _sup_args(steps: int, work, ship, carry, *, sup_steps: int = 1) -> list[str]:
+    return ["generator_sup", "--steps", str(steps), "--sup-steps", str(sup_steps), "--batch", "2",
+            "--eval-every", "0", "--save-every", "2", "--threads", "1", "--out", str(work), "--ship", str(ship),
+            "--carry", str(carry)]
+
+
+def test_generator_sup_resumes_bit_for_bit_from_its_state(tmp_path):
+    """Saved at step 2 of 3 and resumed there (the global and face random streams, the code pool
+    and Adam's moments all in <stage>-state.pt): the same weights as the uninterrupted run."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert train.main(_sup_args(3, full / "work", full / "ship", full / "carry")) == 0
+    state = torch.load(full / "work" / "generator_sup-state.pt", weights_only=False)
+    assert state["step"] == 2 and set(state) == {"step", "modules", "optims", "log", "elapsed", "rng"}
+    (part / "work").mkdir(parents=True)
+    (part / "work" / "generator_sup-state.pt").write_bytes((full / "work" / "generator_sup-state.pt").read_bytes())
+    assert train.main(_sup_args(3, part / "work", part / "ship", part / "carry")) == 0
+    a = torch.load(full / "ship" / "generator_sup.pt", weights_only=True)
+    b = torch.load(part / "ship" / "generator_sup.pt", weights_only=True)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+def test_the_committed_carry_still_resumes(tmp_path, capsys):
+    """states/miniature/generator_sup-carry.pt (written by the long run, issue 13) is read by the
+    current code: one more step from it, in a temporary folder, continues its weights and its log."""
+    committed = Path(__file__).resolve().parents[2] / "states" / "miniature" / "generator_sup-carry.pt"
+    old = torch.load(committed, map_location="cpu", weights_only=False)
+    carry = tmp_path / "carry"
+    carry.mkdir()
+    (carry / committed.name).write_bytes(committed.read_bytes())
+    step = old["step"]
+    assert train.main(_sup_args(step + 1, tmp_path / "work", tmp_path / "ship", carry, sup_steps=40000)) == 0
+    assert f"carried over at step {step}" in capsys.readouterr().out
+    new = torch.load(carry / committed.name, weights_only=False)
+    assert new["step"] == step + 1 and new["log"][:-1] == old["log"] and new["log"][-1]["step"] == step + 1
+    assert set(new["states"]) == set(old["states"]) == {"rngs", "pool"}
+    # one EMA step (beta ~0.998) moves g_ema by a small fraction of its weights: it was continued,
+    # not restarted from a fresh initialisation
+    for k, w in old["modules"]["g_ema"].items():
+        if w.is_floating_point() and w.numel() > 1:
+            moved = (new["modules"]["g_ema"][k].float() - w.float()).abs().max()
+            assert moved <= 0.02 * w.float().abs().max() + 1e-3, k
 
 
 def train_seed() -> int:
