@@ -55,7 +55,6 @@ __all__ = [
     "detect_landmarks",
     "dlib_model_path",
     "face_quad",
-    "load_image",
 ]
 
 # iBUG-68 index groups (alignment.md section 1).
@@ -108,20 +107,6 @@ def _predictor68():
     import dlib
 
     return dlib.shape_predictor(str(dlib_model_path("shape_predictor_68_face_landmarks.dat")))
-
-
-# --------------------------------------------------------------------------------------------
-# images
-
-
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB by the package's input policy (:func:`redestyle.imaging.open_rgb`:
-    EXIF orientation applied, alpha composited over white, grey / 16-bit / CMYK converted).
-
-    Any size is accepted (alignment makes the square). Raises :class:`~redestyle.imaging.ImageReadError`
-    (a ``ValueError``) naming the file when it cannot be used.
-    """
-    return open_rgb(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,13 +390,13 @@ def align_folder(
                 continue
             start = time.perf_counter()
             try:
-                img = load_image(path)
+                img = open_rgb(path)  # any size: alignment makes the square
                 landmarks, info = detect_landmarks(np.asarray(img), source=rel, upsample=upsample)
                 aligned = align_face(img, size=size, transform_size=transform_size, landmarks=landmarks)
                 out_path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_write(out_path) as f:
                     aligned.save(f, format="PNG")
-            # NoFaceError and load_image's errors are ValueErrors; dlib raises RuntimeError.
+            # NoFaceError and open_rgb's errors are ValueErrors; dlib raises RuntimeError.
             except (ValueError, OSError, RuntimeError) as err:
                 entry.update(status="failed", error=str(err))
                 log.warning("%s", err if rel in str(err) else f"{rel}: {err}")

@@ -18,9 +18,9 @@ from redestyle.align import (
     align_folder,
     detect_landmarks,
     face_quad,
-    load_image,
 )
 from redestyle.cli import main as redestyle_main
+from redestyle.imaging import open_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,7 +125,7 @@ def test_ffhq_samples_are_fixed_points():
     folder = samples_dir() / "content"
     corners = np.array([[0, 0], [0, 1024], [1024, 1024], [1024, 0]])
     for name in ["006750.jpg", "019706.jpg", "077417.jpg", "081680.jpg"]:
-        lm, info = detect_landmarks(load_image(folder / name), source=name)
+        lm, info = detect_landmarks(open_rgb(folder / name), source=name)
         assert info["n_faces"] == 1
         quad, _ = face_quad(lm)
         assert np.abs(quad - corners).max() < 0.05 * 1024, (name, quad)
@@ -211,23 +211,23 @@ def test_align_folder_missing_input(tmp_path):
         align_folder(tmp_path / "nope", tmp_path / "out")
 
 
-def test_load_image_truncated_file_names_it(tmp_path, astronaut):
+def test_truncated_file_is_named(tmp_path, astronaut):
     path = tmp_path / "cut.jpg"
     Image.fromarray(astronaut).save(path)
     path.write_bytes(path.read_bytes()[:2000])
     with pytest.raises(ValueError, match=r"cut\.jpg: not a readable image"):
-        load_image(path)
+        open_rgb(path)
 
 
-def test_load_image_follows_the_input_policy(tmp_path):
+def test_align_reads_by_the_input_policy(tmp_path):
     """align reads files like destylize does: .ppm accepted, alpha over white (not black)."""
     rgba = np.zeros((8, 8, 4), np.uint8)  # fully transparent black
     rgba[:4, :, :] = (10, 20, 30, 255)  # opaque top half
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    arr = np.asarray(load_image(tmp_path / "a.png"))
+    arr = np.asarray(open_rgb(tmp_path / "a.png"))
     assert arr[0, 0].tolist() == [10, 20, 30] and arr[7, 7].tolist() == [255, 255, 255]
     Image.fromarray(arr).save(tmp_path / "b.ppm")
-    assert np.array_equal(np.asarray(load_image(tmp_path / "b.ppm")), arr)
+    assert np.array_equal(np.asarray(open_rgb(tmp_path / "b.ppm")), arr)
 
 
 def test_upsample_recovers_a_small_face_the_default_misses(tmp_path, astronaut, capsys):

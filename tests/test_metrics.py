@@ -13,7 +13,7 @@ import torch
 from conftest import samples_dir
 
 from redestyle import metrics
-from redestyle.align import load_image
+from redestyle.imaging import open_rgb
 from redestyle.metrics import (
     ATTRIBUTES,
     Failure,
@@ -290,7 +290,7 @@ def test_no_face_is_counted_not_dropped(astronaut, noise):
 
 def test_mirror_flips_yaw_on_a_turned_face():
     # 081680 (FFHQ) is turned about 28 degrees: mirroring must flip the sign, keep the size.
-    img = np.asarray(load_image(samples_dir() / "content" / "081680.jpg"))
+    img = np.asarray(open_rgb(samples_dir() / "content" / "081680.jpg"))
     (a, b), failures = landmark_attributes([img, img[:, ::-1]])
     assert failures == []
     assert a["yaw"] > 15 and b["yaw"] < -15
@@ -312,7 +312,7 @@ def test_sample_faces_consistency_and_failures():
     cartoon have none (shared/data/README.md), and a person's mirror is closer than others."""
     folder = samples_dir()
     names = sorted(p.name for p in (folder / "content").glob("*.jpg"))
-    photos = [np.asarray(load_image(folder / "content" / n)) for n in names]
+    photos = [np.asarray(open_rgb(folder / "content" / n)) for n in names]
     attrs, failures = landmark_attributes(photos, names=names)
     assert failures == [] and len(attrs) == 5
     for name, at in zip(names, attrs):
@@ -320,7 +320,7 @@ def test_sample_faces_consistency_and_failures():
 
     hard = [folder / "anime" / "16031200.jpg", folder / "cartoon" / "Cartoons_00038_07.jpg"]
     emb, failures = embed_faces(
-        [np.asarray(load_image(p)) for p in hard], names=[p.name for p in hard]
+        [np.asarray(open_rgb(p)) for p in hard], names=[p.name for p in hard]
     )
     assert [f.name for f in failures] == [p.name for p in hard] and np.isnan(emb).all()
 
