@@ -22,10 +22,14 @@ from . import checkpoints as ck
 from .config import METHODS, Profile, get_profile
 from .imaging import pool
 from .miniature.models import (
+    ID_NETWORK_LABEL,
+    PERCEPTUAL_LABEL,
     WEIGHTS_DIR,
     build_encoder,
     load_generator_file,
+    load_id_features,
     load_into,
+    load_lpips,
     weights_file,
 )
 from .nets import encoders as enc
@@ -386,8 +390,10 @@ def build_models(
     without a trained file raises FileNotFoundError; g' only for style ``"portrait"``).
     ffhq1024: official files from ``weights_dir`` (or $REDESTYLE_WEIGHTS). ``with_lpips``:
     LPIPS-VGG (the ImageNet VGG16 backbone from ``vgg16-397923af.pth`` when present in the weights
-    folder, else random and labelled so).
-    ``with_id``: IR-SE50 ID features when ``model_ir_se50.pth`` is present (else None).
+    folder, else random and labelled so); on ``mini`` the LPIPS distance on the shipped in-world
+    trunk ``perceptual.pt`` (:func:`~redestyle.miniature.models.load_lpips`).
+    ``with_id``: the ID-loss network: IR-SE50 when ``model_ir_se50.pth`` is present (else None);
+    on ``mini`` the shipped in-world ``idnet.pt`` (:func:`~redestyle.miniature.models.load_id_features`).
     ``g_prime_style``: also build the baseline's g' (``models.g_prime``): ffhq1024 loads
     ``<style>/finetune-000600.pt`` (:func:`load_g_prime`); tiny makes :func:`tiny_g_prime`.
     ``random_weights``: seeded random weights for any profile (the full-size architectures without
@@ -413,11 +419,17 @@ def build_models(
         # d loss / d noise only, so its ~30M weight gradients would be wasted work every step.
         models.g_prime.requires_grad_(False)
     required = official and not allow_random_loss_nets
-    if with_lpips:
+    if with_lpips and profile.weights == "shipped" and not random_weights:
+        models.lpips = load_lpips()
+        models.loss_nets["lpips_vgg16"] = PERCEPTUAL_LABEL
+    elif with_lpips:
         vgg16 = loss_net_weights(VGG16_FILE, weights_dir, required=required)
         models.lpips = LPIPS(vgg16, seed=seed)
         models.loss_nets["lpips_vgg16"] = VGG16_FILE if vgg16 is not None else f"random VGG16 (seed {seed})"
-    if with_id:
+    if with_id and profile.weights == "shipped" and not random_weights:
+        models.id_features = load_id_features()
+        models.loss_nets["id"] = ID_NETWORK_LABEL
+    elif with_id:
         models.id_features = build_id_features(loss_net_weights(ID_FILE, weights_dir, required=required))
         models.loss_nets["id"] = ID_FILE if models.id_features is not None else "none (no ID term)"
     return models.to(device)

@@ -31,6 +31,8 @@ LAYERS: dict[str, int] = {
     # 2: weight files (official registry, the mini profile's shipped files); model bundles per profile
     "redestyle.checkpoints": 2,
     "redestyle.miniature.models": 2,
+    "redestyle.miniature.idnet": 2,  # the mini profile's ID network (architecture, data, measure)
+    "redestyle.miniature.perceptual": 2,  # the mini profile's LPIPS trunk and distance
     "redestyle.zoo": 2,
     # 3: inversion loops and losses
     "redestyle.inversion": 3,

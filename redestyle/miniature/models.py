@@ -16,7 +16,9 @@ from torch import nn
 from ..checkpoints import load_container, load_strict
 from ..config import get_profile
 from ..nets import encoders as enc
+from ..nets.irse import IDFeatures
 from ..nets.stylegan2 import Discriminator, Generator
+from . import idnet, perceptual
 
 #: Where the ``mini`` profile reads its weights: the shipped ones (package data), or a folder of
 #: your own retrained files named by $REDESTYLE_MINI_WEIGHTS.
@@ -88,3 +90,27 @@ def load_generator_file(path: str | Path) -> tuple[nn.Module, torch.Tensor]:
     payload = load_into(g, path, what="mini generator")
     avg = payload["latent_avg"].float().reshape(1, -1).expand(g.n_latent, -1).clone()
     return g.eval(), avg
+
+
+#: What ``load_id_features`` stands in for, as run records and summaries name it.
+ID_NETWORK_LABEL = "idnet.pt (the miniature world's ID network, in place of IR-SE50)"
+
+
+def load_id_features() -> IDFeatures:
+    """The shipped identity network (``idnet.pt``, :mod:`~redestyle.miniature.idnet`): the ``mini``
+    profile's ID-loss network, frozen, as ``zoo.build_id_features`` gives IR-SE50 for ffhq1024."""
+    backbone = idnet.build_backbone()
+    load_into(backbone, weights_file("idnet"), what="mini ID network")
+    return IDFeatures(backbone.eval()).eval().requires_grad_(False)
+
+
+#: What ``load_lpips`` stands in for, as run records and summaries name it.
+PERCEPTUAL_LABEL = "perceptual.pt (the miniature world's LPIPS trunk, in place of VGG16)"
+
+
+def load_lpips() -> perceptual.WorldLPIPS:
+    """The shipped perceptual trunk (``perceptual.pt``) as an LPIPS distance, frozen: the ``mini``
+    profile's LPIPS, as ``losses.LPIPS`` on ImageNet VGG16 is ffhq1024's."""
+    trunk = perceptual.Trunk()
+    load_into(trunk, weights_file("perceptual"), what="mini perceptual network")
+    return perceptual.WorldLPIPS(trunk).eval()

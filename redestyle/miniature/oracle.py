@@ -83,13 +83,8 @@ class AttributeRegressor(nn.Module):
         return self.continuous(f), self.hair(f), self.glasses(f).squeeze(1)
 
     def loss(self, x: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Training loss against true parameter vectors [B, 22] (MSE + CE + BCE)."""
-        cont, hair, glasses = self(x)
-        target = torch.from_numpy(normalise(vectors.numpy()))
-        mse = F.mse_loss(cont, target)
-        ce = F.cross_entropy(hair, vectors[:, _INDEX["hair_style"]].long())
-        bce = F.binary_cross_entropy_with_logits(glasses, vectors[:, _INDEX["glasses"]])
-        return mse + 0.05 * ce + 0.05 * bce, {"mse": mse.item(), "ce": ce.item(), "bce": bce.item()}
+        """Training loss against true parameter vectors [B, 22] (:func:`attribute_loss`)."""
+        return attribute_loss(self(x), vectors)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, *, batch_size: int = 256) -> np.ndarray:
@@ -114,6 +109,18 @@ class AttributeRegressor(nn.Module):
         """Images [N, 3, 64, 64] -> penultimate features [N, 128] (float64, for Fréchet distances)."""
         feats = [self.features(_to64(c)).double().cpu().numpy() for c in images.split(batch_size)]
         return np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM))
+
+
+def attribute_loss(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                   vectors: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """MSE + 0.05 CE + 0.05 BCE of (continuous [B, 20] in [0, 1] units, hair logits [B, 5], glasses
+    logit [B]) against true parameter vectors [B, 22]; -> (loss, its parts as floats)."""
+    cont, hair, glasses = outputs
+    target = torch.from_numpy(normalise(vectors.numpy()))
+    mse = F.mse_loss(cont, target)
+    ce = F.cross_entropy(hair, vectors[:, _INDEX["hair_style"]].long())
+    bce = F.binary_cross_entropy_with_logits(glasses, vectors[:, _INDEX["glasses"]])
+    return mse + 0.05 * ce + 0.05 * bce, {"mse": mse.item(), "ce": ce.item(), "bce": bce.item()}
 
 
 def _to64(x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ EVALUATION = range(0, 1_000_000)
 #: Seeds of training streams: ``TRAINING.start + STREAMS[stream] + seed``.
 TRAINING = range(1_000_000, 2_000_000)
 #: Offset of each training stream inside TRAINING (a run's ``--seed`` indexes inside its stream).
-STREAMS = {"photo": 0, "portrait": 100_000, "generator_sup": 200_000}
+STREAMS = {"photo": 0, "portrait": 100_000, "generator_sup": 200_000, "idnet": 300_000}
 STREAM_SPAN = 100_000
 #: The evaluation sets the notebooks and ``world``'s defaults use (name -> seed).
 EVALUATION_SETS = {
@@ -30,6 +30,7 @@ EVALUATION_SETS = {
     "Fréchet: other photo renders / generator grid": 1001,
     "Fréchet: portrait renders": 1002,
     "ReStyle held-out photo renders": 2000,
+    "ID network verification: held-out identities (idnet.EVAL_SEED)": 3000,
 }
 #: Data seeds of the stages shipped before this table (reproduced with ``--data-seed 0``).
 LEGACY_DATA_SEEDS = {"photo": 0, "portrait": 1}

@@ -6,6 +6,8 @@ Every stage is a function and a ``python -m redestyle.miniature.train <stage>`` 
 |---|---|---|---|
 | ``generator`` | StyleGAN2 ``Generator`` + ``Discriminator`` (tiny widths) | photo renders | non-saturating GAN + lazy R1, EMA |
 | ``oracle`` | :class:`~redestyle.miniature.oracle.AttributeRegressor` | photo renders + parameters | MSE + CE + BCE |
+| ``perceptual`` | VGG-like ``Trunk`` of LPIPS (:mod:`~redestyle.miniature.perceptual`) | photo + portrait renders + parameters | MSE + CE + BCE (head dropped) |
+| ``idnet`` | IR-SE ``Backbone`` in ``IDFeatures`` (the ID loss's network, :mod:`~redestyle.miniature.idnet`) | photo renders, several per person | supervised InfoNCE |
 | ``restyle_psp``, ``restyle_e4e`` | ReStyle ``BackboneEncoder`` / ``ProgressiveBackboneEncoder`` | G samples (known W+) + photo renders | per-iteration pixel MSE + W+ MSE |
 | ``psp``, ``e4e`` | ``GradualStyleEncoder`` / ``Encoder4Editing`` | as above | as above, one pass |
 | ``dsg_zplus`` | DualStyleGAN's z+ pSp (``GradualStyleEncoder``) | G samples (known z) + photo renders | pixel MSE + z+ MSE |
@@ -40,6 +42,7 @@ from ..checkpoints import save_checkpoint
 from ..fileio import atomic_write, save_atomic
 from ..imaging import to_tensor
 from ..inversion import restyle_step
+from ..nets.irse import IDFeatures
 from ..train.gan import (
     accumulate,
     d_logistic_loss,
@@ -50,6 +53,7 @@ from ..train.gan import (
 )
 from ..train.loop import train_loop
 from ..zoo import average_image
+from . import idnet, perceptual
 from . import supervised as sup
 from .models import (
     ENCODERS,
@@ -60,13 +64,13 @@ from .models import (
     build_generator,
     load_generator_file,
 )
-from .oracle import AttributeRegressor, errors
+from .oracle import AttributeRegressor, attribute_loss, errors
 from .render import render_batch
 from .seeds import training_seed
-from .world import render_set
+from .world import loss_network_rows, render_set
 
 STAGES = ("generator", "oracle", "g_prime", "restyle_psp", "restyle_e4e", "psp", "e4e", "dsg_zplus",
-          "generator_sup")
+          "generator_sup", "idnet", "perceptual")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +386,76 @@ def train_oracle(images: np.ndarray, vectors: np.ndarray, *, out_dir: Path, step
     return model.eval(), log, seconds
 
 
+def train_idnet(images: np.ndarray, person: np.ndarray, per_person: int, *, out_dir: Path,
+                steps: int, people: int, seed: int, lr: float = 2e-3, temperature: float = 0.1,
+                log_every: int = 100, save_every: int = 500, resume: bool = True) -> tuple[nn.Module, list[dict], float]:
+    """Fit the identity network (:mod:`~redestyle.miniature.idnet`) -> (IDFeatures, log, seconds).
+
+    ``images`` uint8 [N, S, S, 3], ``person`` [N]: ``per_person`` consecutive renders per person,
+    people in twin pairs (``idnet.identity_views(..., twins=True)``). A step takes ``people // 2``
+    random twin pairs (so every batch holds hard negatives: same colours and hair, another face),
+    two different renders of each person, and minimises ``idnet.info_nce``; one-cycle AdamW.
+    """
+    backbone = idnet.build_backbone(seed).train()
+    opt = torch.optim.AdamW(backbone.parameters(), lr=lr, weight_decay=5e-4)
+    gen = torch.Generator().manual_seed(seed)
+    n_people = len(person) // per_person
+
+    def step_fn(step: int) -> dict:
+        for group in opt.param_groups:
+            group["lr"] = one_cycle_lr(step, steps, lr)
+        pairs = torch.randperm(n_people // 2, generator=gen)[:people // 2]
+        who = torch.stack([2 * pairs, 2 * pairs + 1], 1).flatten()
+        first = torch.randint(per_person, (people,), generator=gen)
+        second = (first + torch.randint(1, per_person, (people,), generator=gen)) % per_person
+        rows = torch.cat([who * per_person + first, who * per_person + second]).numpy()
+        emb = backbone(idnet.face_crop(to_tensor(images[rows])))
+        loss = idnet.info_nce(emb, temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            half = emb.shape[0] // 2
+            top1 = ((emb[:half] @ emb[half:].t()).argmax(1) == torch.arange(half)).float().mean()
+        return {"loss": loss.item(), "top1": top1.item()}
+
+    log, seconds = _loop("idnet", out_dir, steps, step_fn, {"idnet": backbone}, {"opt": opt},
+                         log_every=log_every, save_every=save_every, resume=resume)
+    return IDFeatures(backbone.eval()).eval(), log, seconds
+
+
+def train_perceptual(photos: np.ndarray, portraits: np.ndarray, vectors: np.ndarray, *, out_dir: Path,
+                     steps: int, batch: int, seed: int, lr: float = 2e-3, log_every: int = 100,
+                     save_every: int = 500, resume: bool = True) -> tuple[nn.Module, list[dict], float]:
+    """Fit the perceptual trunk (:mod:`~redestyle.miniature.perceptual`) -> (WorldLPIPS, log, seconds).
+
+    ``photos`` and ``portraits`` uint8 [N, S, S, 3] render the same parameter ``vectors`` [N, 22]
+    in the two domains; each step reads the parameters of ``batch // 2`` of each
+    (:func:`~redestyle.miniature.oracle.attribute_loss`); one-cycle AdamW. The head is dropped.
+    """
+    torch.manual_seed(seed)
+    trunk = perceptual.Trunk().train()
+    opt = torch.optim.AdamW(trunk.parameters(), lr=lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    targets = torch.from_numpy(vectors)
+
+    def step_fn(step: int) -> dict:
+        for group in opt.param_groups:
+            group["lr"] = one_cycle_lr(step, steps, lr)
+        a = torch.randint(len(photos), (batch // 2,), generator=gen)
+        b = torch.randint(len(portraits), (batch - batch // 2,), generator=gen)
+        x = to_tensor(np.concatenate([photos[a.numpy()], portraits[b.numpy()]]))
+        loss, parts = attribute_loss(trunk(x), torch.cat([targets[a], targets[b]]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item(), **parts}
+
+    log, seconds = _loop("perceptual", out_dir, steps, step_fn, {"perceptual": trunk}, {"opt": opt},
+                         log_every=log_every, save_every=save_every, resume=resume)
+    return perceptual.WorldLPIPS(trunk), log, seconds
+
+
 # ---------------------------------------------------------------------------------------------
 # Stage 3: encoders (ReStyle-pSp first; pSp, e4e and DualStyleGAN's z+ pSp with the same loop)
 
@@ -585,6 +659,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seed of the photo render set (portrait: + 1); default: the training "
                              "stream of --seed (seeds.TRAINING); 0 reproduces the files shipped "
                              "before the seed ranges")
+    id_args = parser.add_argument_group("idnet")
+    id_args.add_argument("--people", type=int, default=4000, help="training identities")
+    id_args.add_argument("--per-person", type=int, default=4, help="renders of each training identity")
     sup_args = parser.add_argument_group("generator_sup")
     sup_args.add_argument("--sup-steps", type=int, default=40000,
                      help="supervised steps before the adversarial phase")
@@ -639,6 +716,20 @@ def main(argv: list[str] | None = None) -> int:
               command=_command(argv),
               record={"n_images": args.n_images, "batch": args.batch,
                       "held_out_errors (2000 renders, seed + 100)": held})
+    elif args.stage == "perceptual":
+        photos, vectors = render_set(args.n_images, domain="photo", seed=photo_seed, cache_dir=cache)
+        portraits, _ = render_set(args.n_images, domain="portrait", seed=photo_seed, cache_dir=cache)
+        steps = args.steps or 1500
+        lp, log, seconds = train_perceptual(photos, portraits, vectors, out_dir=out_dir, steps=steps,
+                                            batch=args.batch, seed=args.seed, lr=args.lr or 2e-3,
+                                            save_every=args.save_every, resume=not args.fresh)
+        held = _held_out("perceptual", loss_network_rows(None, lp))
+        _ship(ship, "perceptual", lp.trunk, seed=args.seed, steps=steps, log=log, seconds=seconds,
+              command=_command(argv),
+              record={"n_images": args.n_images, "batch": args.batch, "domains": ["photo", "portrait"],
+                      "held_out (world.loss_network_rows)": held})
+    elif args.stage == "idnet":
+        _main_idnet(args, argv, out_dir, ship)
     else:  # encoders
         images, _ = render_set(args.n_images, domain="photo", seed=photo_seed, cache_dir=cache)
         g, latent_avg = load_generator_file(ship / "generator.pt")
@@ -673,6 +764,35 @@ def _main_generator_sup(args, argv: list[str], out_dir: Path, ship: Path) -> Non
                   "face_stream_seed": training_seed("generator_sup", args.seed),
                   "generator_kwargs": {k: v if not isinstance(v, dict) else {str(a): b for a, b in v.items()}
                                        for k, v in sup.generator_kwargs().items()}})
+
+
+def _held_out(stage: str, rows: list[dict]) -> dict:
+    """measure -> value of ``world.loss_network_rows``, printed and rounded for a stage's record."""
+    held = {r["measure"]: round(r["value"], 5) for r in rows}
+    print(f"[{stage}] held out: {held}", flush=True)
+    return held
+
+
+def _main_idnet(args, argv: list[str], out_dir: Path, ship: Path) -> None:
+    stream = training_seed("idnet", args.seed)
+    path = out_dir / "renders" / f"idnet-seed{stream}-{args.people}x{args.per_person}.npz"
+    if path.exists():
+        with np.load(path) as f:
+            images, person = f["images"], f["person"]
+    else:
+        images, person = idnet.identity_views(args.people, args.per_person, seed=stream, twins=True)
+        with atomic_write(path) as f:
+            np.savez(f, images=images, person=person)
+    steps = args.steps or 1000
+    batch_people = args.batch  # people per step (two renders each)
+    features, log, seconds = train_idnet(images, person, args.per_person, out_dir=out_dir, steps=steps,
+                                         people=batch_people, seed=args.seed, lr=args.lr or 2e-3,
+                                         save_every=args.save_every, resume=not args.fresh)
+    held = _held_out("idnet", loss_network_rows(features, None))
+    _ship(ship, "idnet", features.backbone, seed=args.seed, steps=steps, log=log, seconds=seconds,
+          command=_command(argv),
+          record={"people": args.people, "per_person": args.per_person, "batch_people": batch_people,
+                  "face_stream_seed": stream, "held_out (world.loss_network_rows)": held})
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch
 from ..fileio import atomic_write
 from ..imaging import to_tensor
 from ..inversion import restyle
+from . import idnet
 from . import oracle as orc
 from .models import IMAGE_SIZE, WEIGHTS_DIR, load_into, weights_file
 from .render import FaceParams, render_batch, sample_identity, sample_params
@@ -213,4 +214,34 @@ def encoder_rows(models, oracle: orc.AttributeRegressor, *, n: int = 200, n_iter
         faces = step.image.clamp(-1, 1).cpu()
         rows.append({"faces": f"ReStyle-pSp N={t}", **score(faces, truth, oracle),
                      "pixel_mse": float(torch.mean((faces - images) ** 2))})
+    return rows
+
+
+def loss_network_rows(id_features, lpips, *, n_people: int = 300, seed: int = idnet.EVAL_SEED) -> list[dict]:
+    """The quality of the ``mini`` profile's loss networks on held-out faces (issue 13's bars).
+
+    ID network: verification ROC AUC on ``n_people`` held-out identities in twin pairs, two
+    renders each (:func:`~redestyle.miniature.idnet.verification_auc`), against every other
+    person and against the twin only, in both domains (trained on photos only; on portraits it is
+    what IR-SE50 is on stylised faces: used out of its domain by the baseline's ID loss).
+    Perceptual network: mean LPIPS of a photo render to itself shifted by one pixel, to its own
+    portrait render and to another person's photo. A network given as None has no rows.
+    """
+    rows = []
+    for domain in ("photo", "portrait") if id_features is not None else ():
+        images, person = idnet.identity_views(n_people, 2, seed=seed, twins=True, domain=domain)
+        emb = idnet.embed(id_features, images)
+        for negatives in ("all", "twins"):
+            rows.append({"network": "ID network", "measure": f"verification ROC AUC, {domain}, "
+                         f"negatives: {'every other person' if negatives == 'all' else 'twin'}",
+                         "value": idnet.verification_auc(emb, person, negatives=negatives)})
+    if lpips is None:
+        return rows
+    x, _ = photo_renders(200, seed=seed)
+    y, _ = photo_renders(200, seed=seed, domain="portrait")
+    with torch.no_grad():
+        for name, other in (("photo shifted by 1 px", x.roll(1, 3)), ("its own portrait", y),
+                            ("another person's photo", x.roll(1, 0))):
+            rows.append({"network": "perceptual (LPIPS)", "measure": f"photo to {name}",
+                         "value": float(lpips(x, other).mean())})
     return rows

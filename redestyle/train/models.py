@@ -22,6 +22,7 @@ from torch import nn
 from .. import checkpoints as ck
 from ..config import Profile, get_profile
 from ..losses import VGG19Features
+from ..miniature.models import ID_NETWORK_LABEL, load_id_features
 from ..nets.dualstylegan import DualStyleGAN
 from ..nets.irse import Backbone, IDFeatures
 from ..nets.stylegan2 import Discriminator
@@ -100,6 +101,8 @@ def build_train_models(
     On ffhq1024 a missing
     ``vgg19-dcbb9e9d.pth`` or (``with_id``) ``model_ir_se50.pth`` is an error naming the file unless
     ``allow_random_loss_nets`` (then a seeded random VGG19 / no ID loss); ``loss_nets`` records it.
+    On mini the ID loss runs on the shipped in-world ID network (``idnet.pt``), on tiny on a seeded
+    random narrow IR-SE50.
     """
     profile = get_profile(profile)
     gc = profile.generator
@@ -150,7 +153,10 @@ def build_train_models(
         vgg = seeded("vgg19", seed, lambda: VGG19Features(layers=VGG_LAYERS, width_divisor=4))
         loss_nets["vgg19"] = f"random narrow VGG19 (seed {seed}, {profile.name} profile)"
         id_features = None
-        if with_id:
+        if with_id and profile.weights == "shipped":
+            id_features = load_id_features()
+            loss_nets["id"] = ID_NETWORK_LABEL
+        elif with_id:
             id_features = seeded("irse50", seed, lambda: IDFeatures(
                 Backbone(32, 50, "ir_se", widths=profile.encoder.widths).eval()))
             loss_nets["id"] = f"random narrow IR-SE50 (seed {seed}, {profile.name} profile)"
