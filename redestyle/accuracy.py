@@ -20,6 +20,10 @@ Re-Destyle but sometimes entirely different faces with DualStyleGAN's optimizati
   expression / pose landmarks between portrait and face; a realism proxy (W+ distance to
   ``latent_avg``; identity similarity of the face to its portrait); seconds per image. Faces dlib
   cannot find are counted in the rows (``no_face``, ``n_failed``), never dropped silently.
+  ``latent_dist`` is descriptive only: truncation shrinks it by construction.
+- **post-processing** as a factor (:data:`POSTPROCESSING`, :func:`protocol_destylizers`): the
+  baseline's colour copy and truncation, applied to every method alike or to none; the held-out
+  protocol judged by the oracle (``miniature.protocol``) takes its methods from there.
 
 Everything here is pure over tensors except :func:`sample_groups`, which reads the two photos that
 ship inside skimage and matplotlib (no user files, no downloads).
@@ -42,7 +46,7 @@ from . import metrics
 from .align import NoFaceError, align_face, detect_landmarks
 from .config import BASELINE
 from .data import SAMPLE_STYLES, _stylise, sample_portraits
-from .destylize import DestyleOptions, make_destylizer, redestyle
+from .destylize import DestyleOptions, baseline, baseline_arguments, redestyle
 from .imaging import pool, to_tensor, to_uint8
 from .nets.irse import Backbone, IDFeatures
 
@@ -54,6 +58,9 @@ __all__ = [
     "Destylization",
     "Destylizer",
     "MethodRun",
+    "POSTPROCESSING",
+    "PROTOCOL_SCHEDULES",
+    "PostProcessing",
     "closeup_boxes",
     "closeup_rows",
     "compare_destylizers",
@@ -64,6 +71,7 @@ __all__ = [
     "group_grid_rows",
     "evaluate_method",
     "identity_destylizer",
+    "protocol_destylizers",
     "random_id_features",
     "run_destylizer",
     "sample_groups",
@@ -184,31 +192,69 @@ def identity_destylizer(portraits: torch.Tensor) -> Destylization:
     return Destylization(portraits, None)
 
 
-def _restyle_destylizer(models, schedule) -> Destylizer:
+@dataclass(frozen=True)
+class PostProcessing:
+    """DualStyleGAN's post-processing of the realistic code z_i, as a factor of a comparison.
+
+    The baseline (``destylize.baseline``) always copies the portrait's colour layers (z_e entries
+    ``destylize.COLOR_FROM``.. into z_i) and renders at truncation 0.7 toward w = 0; Re-Destyle
+    (``destylize.redestyle``) does neither by default. :func:`protocol_destylizers` applies one
+    setting to every method alike.
+    """
+
+    colour_copy: bool  # copy z_e[:, COLOR_FROM:] into z_i
+    truncation: float | None  # psi toward w = 0 (DualStyleGAN's centre); None: off
+
+    @property
+    def psi(self) -> float:
+        return 1.0 if self.truncation is None else self.truncation
+
+
+#: The two settings of the post-processing factor: none for anyone, or DualStyleGAN's for everyone.
+POSTPROCESSING = {
+    "none": PostProcessing(colour_copy=False, truncation=None),
+    "dualstylegan": PostProcessing(colour_copy=True, truncation=BASELINE.truncation),
+}
+
+
+def _restyle_destylizer(models, schedule, post: PostProcessing = POSTPROCESSING["none"]) -> Destylizer:
     encoder = models.encoder("restyle_psp")
 
     def run(portraits: torch.Tensor) -> Destylization:
         with torch.no_grad():
             out = redestyle(encoder, models.decoder_for("restyle_psp"), portraits, schedule=schedule,
-                            latent_avg=models.latent_avg, avg_image=models.avg_image)
+                            latent_avg=models.latent_avg, avg_image=models.avg_image,
+                            preserve_color=post.colour_copy, truncation=post.truncation,
+                            truncation_center="zero")
         return Destylization(out.image, out.z_i)
 
     return run
 
 
-def _baseline_destylizer(models, *, n_steps: int, truncation: float | None, seed: int) -> Destylizer:
+def _baseline_destylizer(models, *, n_steps: int, truncation: float | None, seed: int,
+                         colour_copy: bool = True) -> Destylizer:
     options = DestyleOptions(method="baseline", steps=n_steps, truncation=truncation)
-    destylize = make_destylizer(models, options, seed=seed)  # per image, as `redestyle destylize`
+    kwargs = {**baseline_arguments(models, options, seed=seed), "preserve_color": colour_copy}
     g = models.generator
 
     def run(portraits: torch.Tensor) -> Destylization:
-        out = destylize(portraits)
+        # one image at a time, as `redestyle destylize` (make_destylizer) and the official script
+        out = [baseline(portraits=portraits[b : b + 1], **kwargs) for b in range(portraits.shape[0])]
+        z_i = torch.cat([o.z_i for o in out])
         with torch.no_grad():
             # The face is g(z_i) truncated toward w = 0 (destylize.py): its W+ code is psi * w.
-            w_plus = options.baseline_truncation * g.mapping_plus(out.z_i)
-        return Destylization(out.image.detach(), w_plus)
+            w_plus = options.baseline_truncation * g.mapping_plus(z_i)
+        return Destylization(torch.cat([o.image for o in out]).detach(), w_plus)
 
     return run
+
+
+def _has_baseline(models) -> bool:
+    return models.g_prime is not None and models.lpips is not None and "dsg_zplus" in models.encoders
+
+
+def _baseline_steps(models, steps: int | None) -> int:
+    return steps if steps is not None else (BASELINE.steps if models.pretrained else 5)
 
 
 def default_destylizers(
@@ -232,12 +278,47 @@ def default_destylizers(
     ``restyle_psp`` encoder.
     """
     out: dict[str, Destylizer] = {}
-    if models.g_prime is not None and models.lpips is not None and "dsg_zplus" in models.encoders:
-        steps = baseline_steps if baseline_steps is not None else (BASELINE.steps if models.pretrained else 5)
-        out["baseline"] = _baseline_destylizer(models, n_steps=steps, truncation=baseline_truncation, seed=seed)
+    if _has_baseline(models):
+        out["baseline"] = _baseline_destylizer(models, n_steps=_baseline_steps(models, baseline_steps),
+                                               truncation=baseline_truncation, seed=seed)
     for schedule in schedules:
         out[f"redestyle {schedule}"] = _restyle_destylizer(models, schedule)
     out[f"restyle N={restyle_iters}"] = _restyle_destylizer(models, restyle_iters)
+    return out
+
+
+#: Re-Destyle schedules of the accuracy protocol: the paper's two and two more.
+PROTOCOL_SCHEDULES = ("5-3-1", "6-4-2", "4-2-1", "3-3-3")
+
+
+def protocol_destylizers(
+    models,
+    *,
+    postprocessing: str = "none",
+    schedules: Sequence[str] = PROTOCOL_SCHEDULES,
+    restyle_iters: Sequence[int] = (1, 2, 3, 4, 5),
+    baseline_steps: int | None = None,
+    seed: int = 0,
+) -> dict[str, Destylizer]:
+    """The methods of the held-out protocol (``miniature.protocol``), all post-processed alike.
+
+    ``postprocessing``: a key of :data:`POSTPROCESSING`: ``"none"`` (no colour copy, no truncation,
+    for the baseline too) or ``"dualstylegan"`` (colour copy and truncation 0.7 toward w = 0, for
+    Re-Destyle and ReStyle too). Names: ``"baseline"`` (when ``models`` carries its parts;
+    ``baseline_steps`` as in :func:`default_destylizers`), ``"redestyle <schedule>"`` per schedule,
+    ``"restyle N=<n>"`` (one round) per ``restyle_iters``.
+    """
+    if postprocessing not in POSTPROCESSING:
+        raise ValueError(f"postprocessing must be one of {', '.join(POSTPROCESSING)}, got {postprocessing!r}")
+    post = POSTPROCESSING[postprocessing]
+    out: dict[str, Destylizer] = {}
+    if _has_baseline(models):
+        out["baseline"] = _baseline_destylizer(models, n_steps=_baseline_steps(models, baseline_steps),
+                                               truncation=post.psi, colour_copy=post.colour_copy, seed=seed)
+    for schedule in schedules:
+        out[f"redestyle {schedule}"] = _restyle_destylizer(models, schedule, post)
+    for n in restyle_iters:
+        out[f"restyle N={n}"] = _restyle_destylizer(models, n, post)
     return out
 
 

@@ -131,6 +131,64 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str], *, digits: int
 
 
 # ------------------------------------------------------------------------------------------------
+# Estimates with intervals (miniature.protocol rows: method, metric, value, lo, hi[, baseline])
+
+
+def interval_table(rows: Sequence[Mapping], *, metrics: Sequence[str] | None = None, digits: int = 3) -> str:
+    """A methods x metrics text table of estimates, each cell ``value [lo, hi]``.
+
+    rows: ``{"method", "metric", "value", "lo", "hi"}`` dicts (``protocol.evaluate``'s ``rows``
+    or ``paired``; paired rows get "- <baseline>" in the method column); metrics: columns to show,
+    in order (default: every metric, first-seen order). A missing pair shows empty.
+    """
+    metrics = list(metrics or dict.fromkeys(r["metric"] for r in rows))
+    table: dict[str, dict] = {}
+    for r in rows:
+        if r["metric"] not in metrics:
+            continue
+        label = r["method"] + (f" - {r['baseline']}" if "baseline" in r else "")
+        table.setdefault(label, {"method": label})[r["metric"]] = (
+            f"{r['value']:.{digits}f} [{r['lo']:.{digits}f}, {r['hi']:.{digits}f}]")
+    return format_table(list(table.values()), ["method", *metrics], digits=digits)
+
+
+def interval_figure(rows: Sequence[Mapping], *, title: str, metrics: Sequence[str] | None = None,
+                    columns: int = 4):
+    """Dot plot with intervals: one panel per metric, one line per method (value, lo-hi bar).
+
+    rows as in :func:`interval_table`; paired rows (with ``baseline``) get a line at 0. Panels
+    say which direction is better when the rows carry ``better``. Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt  # only when a figure is drawn
+
+    metrics = list(metrics or dict.fromkeys(r["metric"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    n_rows = math.ceil(len(metrics) / columns)
+    fig, axes = plt.subplots(n_rows, min(columns, len(metrics)), squeeze=False, sharey=True,
+                             figsize=(3.2 * min(columns, len(metrics)), 0.35 * len(methods) * n_rows + 1.2))
+    for ax, metric in zip(axes.flat, metrics):
+        mine = {r["method"]: r for r in rows if r["metric"] == metric}
+        ys = [i for i, m in enumerate(methods) if m in mine]
+        vals = np.array([[mine[methods[i]][k] for k in ("value", "lo", "hi")] for i in ys]).reshape(-1, 3)
+        ax.errorbar(vals[:, 0], ys, xerr=[vals[:, 0] - vals[:, 1], vals[:, 2] - vals[:, 0]], fmt="o",
+                    ms=4, capsize=2)
+        paired = any("baseline" in r for r in mine.values())
+        if paired:
+            ax.axvline(0, color="grey", lw=0.8)
+        better = next((r["better"] for r in mine.values() if "better" in r), None)
+        ax.set_title(metric + (f" ({better} is better)" if better else "") + (" - baseline" if paired else ""),
+                     fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    axes[0, 0].set_yticks(range(len(methods)), methods)
+    axes[0, 0].invert_yaxis()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
 # Figures 2-3 (notebooks/02_n_schedule_destylization.ipynb)
 
 

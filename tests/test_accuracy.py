@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from redestyle import accuracy, experiments, metrics, zoo
+from redestyle import destylize as ds
 from redestyle.data import sample_portraits
 from redestyle.inversion import restyle
 
@@ -140,6 +141,31 @@ def test_restyle_methods_return_the_redestyle_faces_and_their_codes(tiny_models)
 def test_no_baseline_without_its_parts():
     models = zoo.build_models("tiny", methods=("restyle_psp",), seed=0)
     assert "baseline" not in accuracy.default_destylizers(models)
+
+
+def test_protocol_destylizers_post_process_every_method_alike(tiny_models):
+    m = tiny_models
+    portraits = sample_portraits(SIZE)["astronaut_ink"]
+    args = ds.baseline_arguments(m, ds.DestyleOptions(method="baseline", steps=1))
+    with torch.no_grad():
+        plain = ds.redestyle(m.encoder("restyle_psp"), m.generator, portraits, schedule="2-1",
+                             latent_avg=m.latent_avg, avg_image=m.avg_image)
+        post = ds.redestyle(m.encoder("restyle_psp"), m.generator, portraits, schedule="2-1",
+                            latent_avg=m.latent_avg, avg_image=m.avg_image, preserve_color=True,
+                            truncation=0.7, truncation_center="zero")
+    for setting, colour, psi, expected in (("none", False, 1.0, plain), ("dualstylegan", True, 0.7, post)):
+        out = accuracy.protocol_destylizers(m, postprocessing=setting, schedules=("2-1",), restyle_iters=(1, 2),
+                                            baseline_steps=1)
+        assert list(out) == ["baseline", "redestyle 2-1", "restyle N=1", "restyle N=2"]
+        torch.testing.assert_close(out["redestyle 2-1"](portraits).faces, expected.image)
+        base = ds.baseline(portraits=portraits, **{**args, "truncation": psi, "preserve_color": colour})
+        torch.testing.assert_close(out["baseline"](portraits).faces, base.image)
+    # DualStyleGAN's setting for the baseline is what `redestyle destylize --method baseline` gives
+    official = accuracy.default_destylizers(m, baseline_steps=1, schedules=())["baseline"](portraits)
+    torch.testing.assert_close(official.faces, base.image)
+    assert not torch.allclose(plain.image, post.image)
+    with pytest.raises(ValueError, match="postprocessing must be one of none, dualstylegan"):
+        accuracy.protocol_destylizers(m, postprocessing="colour")
 
 
 def test_baseline_is_seeded(tiny_models):

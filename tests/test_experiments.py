@@ -36,3 +36,35 @@ def test_default_portraits_follow_the_profile_field(profile, first, monkeypatch)
     monkeypatch.setattr(experiments.data, "sample_portraits", lambda size: {"astronaut_photo": size})
     got = experiments.default_portraits(profile, 16)
     assert got == ({"w": 16} if first is None else {first: 16}) and calls == ([16] if first is None else [])
+
+
+def _interval_rows():
+    rows = [{"method": m, "metric": k, "value": v, "lo": v - 0.1, "hi": v + 0.2, "better": "lower"}
+            for m, base in (("baseline", 1.0), ("redestyle 5-3-1", 0.5)) for k, v in (("identity", base),
+                                                                                     ("pose", base / 2))]
+    paired = [{"method": "redestyle 5-3-1", "metric": "identity", "baseline": "baseline", "value": -0.5,
+               "lo": -0.6, "hi": -0.4, "better": "lower"}]
+    return rows, paired
+
+
+def test_interval_table_shows_value_and_interval_per_method_and_metric():
+    rows, paired = _interval_rows()
+    lines = experiments.interval_table(rows, metrics=["pose", "identity"], digits=2).splitlines()
+    assert lines[0].split() == ["method", "pose", "identity"]
+    assert lines[2].split() == ["baseline", "0.50", "[0.40,", "0.70]", "1.00", "[0.90,", "1.20]"]
+    assert lines[3].startswith("redestyle 5-3-1") and len(lines) == 4
+    assert "redestyle 5-3-1 - baseline" in experiments.interval_table(paired)
+    assert "-0.500 [-0.600, -0.400]" in experiments.interval_table(paired)
+
+
+def test_interval_figure_has_a_panel_per_metric_with_intervals():
+    rows, paired = _interval_rows()
+    fig = experiments.interval_figure(rows, title="t", columns=4)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["identity (lower is better)", "pose (lower is better)"]
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["baseline", "redestyle 5-3-1"]
+    segments = axes[0].collections[0].get_segments()  # the interval bars, one per method
+    assert [list(s[:, 0]) for s in segments] == [pytest.approx([0.9, 1.2]), pytest.approx([0.4, 0.7])]
+    fig = experiments.interval_figure(paired, title="t")
+    assert fig.axes[0].get_title() == "identity (lower is better) - baseline"
+    assert any(tuple(line.get_xdata()) == (0, 0) for line in fig.axes[0].lines)  # the zero line

@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     # 4: algorithms over tensors; alignment; the bundled samples
     "redestyle.destylize": 4,
     "redestyle.metrics": 4,
+    "redestyle.stats": 4,  # bootstrap intervals over units, paired differences (numpy)
     "redestyle.align": 4,
     "redestyle.data": 4,
     # 5: training (DualStyleGAN, miniature world), style transfer, evaluation sets and measures
@@ -47,6 +48,7 @@ LAYERS: dict[str, int] = {
     "redestyle.transfer": 5,
     "redestyle.miniature": 5,
     "redestyle.accuracy": 5,
+    "redestyle.miniature.protocol": 5,  # the held-out accuracy protocol (oracle-judged, with intervals)
     # 6: the presentation layer: the paper's experiments, figures, grids, widgets (notebooks call these)
     "redestyle.experiments": 6,
     "redestyle.viz": 6,

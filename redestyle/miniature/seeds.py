@@ -31,6 +31,7 @@ EVALUATION_SETS = {
     "Fréchet: portrait renders": 1002,
     "ReStyle held-out photo renders": 2000,
     "ID network verification: held-out identities (idnet.EVAL_SEED)": 3000,
+    "person_set: held-out accuracy protocol, 30 x 4 (protocol.EVAL_SEED)": 4000,
 }
 #: Data seeds of the stages shipped before this table (reproduced with ``--data-seed 0``).
 LEGACY_DATA_SEEDS = {"photo": 0, "portrait": 1}

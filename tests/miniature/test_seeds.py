@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from redestyle.miniature import seeds, train, world
+from redestyle.miniature import protocol, seeds, train, world
 from redestyle.miniature.oracle import IDENTITY
 from redestyle.miniature.render import VECTOR_NAMES
 
@@ -25,10 +25,11 @@ def _vectors(faces) -> np.ndarray:
 
 def _evaluation_vectors() -> np.ndarray:
     """Every evaluation set of the notebooks and world's defaults (seeds.EVALUATION_SETS)."""
-    sets = [world.person_set(4, 4, seed=seeds.EVALUATION_SETS[
-        "person_set / named_portraits (notebooks, default portraits)"]).vectors]
+    sets = []
     for name, seed in seeds.EVALUATION_SETS.items():
-        if not name.startswith("person_set"):
+        if name.startswith("person_set"):  # drawn person by person: the sets as the protocol draws them
+            sets.append(world.person_set(protocol.N_PEOPLE, protocol.PER_PERSON, seed=seed).vectors)
+        else:
             sets.append(_vectors(world.draw_faces(1000, seed)))
     return np.concatenate(sets)
 
