@@ -30,7 +30,9 @@ trunk, Re-Destyle the ReStyle encoder; none of them scores here.
   ``photo (answer)`` row, true photos at the same n, shows that floor; compare methods with each
   other and with that row, not with 0. Its bootstrap interval is skewed upward: a resample holds
   about 63 % distinct identities, and the distance grows as the number of distinct faces shrinks;
-  the paired differences, where both methods see the same resample, are the valid comparison;
+  the paired differences, where both methods see the same resample, are the valid comparison
+  (against the true photos, ``ProtocolResult.paired_against("photo (answer)")``, they give the
+  distance in excess of the floor at the same n);
 - ``consistency_auc``: same-person consistency as a ranking: ROC AUC of the distance between
   two faces' identity readings, same-person pairs against different-person pairs (1: every
   same-person pair is closer than every other pair). Ties count half and distances are compared
@@ -287,6 +289,8 @@ class ProtocolResult:
     seed: int
     level: float
     realism: dict = field(default_factory=dict)  # reference size, PCA dims, variance explained
+    statistics: dict[str, dict[str, stats.Statistic]] = field(default_factory=dict, repr=False)
+    counts: np.ndarray | None = field(default=None, repr=False)  # [n_resamples, n_people]
 
     def value(self, method: str, metric: str) -> dict:
         """The row of one method and metric."""
@@ -294,6 +298,22 @@ class ProtocolResult:
             if r["method"] == method and r["metric"] == metric:
                 return r
         raise KeyError(f"no row for {method!r}, {metric!r}")
+
+    def paired_against(self, reference: str) -> list[dict]:
+        """Paired differences (method - ``reference``) of every other method, on the same resamples.
+
+        ``paired`` holds them against the baseline; against ``"photo (answer)"`` the realism rows
+        are the Fréchet distance in excess of true photos at the same n, which cancels most of
+        its small-n bias.
+        """
+        if reference not in self.statistics:
+            raise KeyError(f"no method {reference!r}; methods: {', '.join(self.statistics)}")
+        better = {m.name: m.better for m in METRICS}
+        base = self.statistics[reference]
+        return [{"method": method, "metric": metric, "baseline": reference,
+                 **stats.paired_estimate(stat[metric], base[metric], self.counts, level=self.level),
+                 "better": better[metric]}
+                for method, stat in self.statistics.items() if method != reference for metric in better]
 
 
 def evaluate(faces_by_method: Mapping[str, torch.Tensor], pset: world.PortraitSet, oracle: orc.AttributeRegressor,
@@ -306,7 +326,8 @@ def evaluate(faces_by_method: Mapping[str, torch.Tensor], pset: world.PortraitSe
     of ``pset`` (every method on the same N rows); avg_image: [3, S, S] for the ``average face``
     row; reference: the Fréchet reference (None: :func:`realism_reference` with its defaults);
     baseline: the method the paired differences are taken against (None or absent: no paired
-    rows). The ``photo (answer)`` row (true photos) always comes first.
+    rows; others: :meth:`ProtocolResult.paired_against`). The ``photo (answer)`` row (true
+    photos) always comes first.
     """
     n = len(pset.params)
     for name, faces in faces_by_method.items():
@@ -325,20 +346,12 @@ def evaluate(faces_by_method: Mapping[str, torch.Tensor], pset: world.PortraitSe
     truth = pset.vectors
     counts = stats.bootstrap_counts(len(ids), n_resamples=n_resamples, seed=seed)
     per_method = {m: statistics(read_faces(oracle, f), truth, person, reference) for m, f in methods.items()}
-    better = {m.name: m.better for m in METRICS}
-    rows, paired = [], []
-    for method, stat in per_method.items():
-        for metric in better:
-            rows.append({"method": method, "metric": metric, **stats.estimate(stat[metric], counts, level=level),
-                         "better": better[metric]})
-    if baseline is not None and baseline in per_method:
-        for method, stat in per_method.items():
-            if method == baseline:
-                continue
-            for metric in better:
-                paired.append({"method": method, "metric": metric, "baseline": baseline,
-                               **stats.paired_estimate(stat[metric], per_method[baseline][metric], counts,
-                                                       level=level), "better": better[metric]})
+    rows = [{"method": method, "metric": m.name, **stats.estimate(stat[m.name], counts, level=level),
+             "better": m.better} for method, stat in per_method.items() for m in METRICS]
     realism = {"n_reference": reference.n, "pca_dims": reference.basis.shape[1],
                "explained": reference.explained}
-    return ProtocolResult(rows, paired, list(methods), len(ids), n, n_resamples, seed, level, realism)
+    result = ProtocolResult(rows, [], list(methods), len(ids), n, n_resamples, seed, level, realism,
+                            per_method, counts)
+    if baseline is not None and baseline in per_method:
+        result.paired = result.paired_against(baseline)
+    return result

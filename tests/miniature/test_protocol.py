@@ -76,6 +76,14 @@ def test_reference_rows_constant_answer_cannot_win_and_identical_methods_pair_to
         assert abs(r["value"]) < 1e-9 and r["hi"] - r["lo"] < 1e-9, r
     worse = {r["metric"]: r for r in res.paired if r["method"] == "average face"}
     assert worse["identity"]["lo"] > 0 and worse["consistency_auc"]["hi"] < 0
+    # against the true photos instead: the baseline (a copy of them) is 0, the rest as above
+    excess = res.paired_against("photo (answer)")
+    assert {r["method"] for r in excess} == {"average face", "baseline", "portraits"}
+    assert all(r["value"] == r["lo"] == r["hi"] == 0 for r in excess if r["method"] == "baseline")
+    assert [r for r in excess if r["method"] == "average face"] == [
+        r | {"baseline": "photo (answer)"} for r in res.paired if r["method"] == "average face"]
+    with pytest.raises(KeyError, match="no method 'oracle'"):
+        res.paired_against("oracle")
 
 
 def test_every_method_is_scored_on_the_set_rows(small, oracle):
