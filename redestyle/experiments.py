@@ -181,7 +181,8 @@ def interval_figure(rows: Sequence[Mapping], *, title: str, metrics: Sequence[st
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
-    axes[0, 0].set_yticks(range(len(methods)), methods)
+    for ax in axes[:, 0]:  # shared y: one label column per row of panels
+        ax.set_yticks(range(len(methods)), methods)
     axes[0, 0].invert_yaxis()
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

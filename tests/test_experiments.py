@@ -65,6 +65,8 @@ def test_interval_figure_has_a_panel_per_metric_with_intervals():
     assert [t.get_text() for t in axes[0].get_yticklabels()] == ["baseline", "redestyle 5-3-1"]
     segments = axes[0].collections[0].get_segments()  # the interval bars, one per method
     assert [list(s[:, 0]) for s in segments] == [pytest.approx([0.9, 1.2]), pytest.approx([0.4, 0.7])]
+    stacked = experiments.interval_figure(rows, title="t", columns=1)  # two rows of panels: both labelled
+    assert [[t.get_text() for t in ax.get_yticklabels()] for ax in stacked.axes] == [["baseline", "redestyle 5-3-1"]] * 2
     fig = experiments.interval_figure(paired, title="t")
     assert fig.axes[0].get_title() == "identity (lower is better) - baseline"
     assert any(tuple(line.get_xdata()) == (0, 0) for line in fig.axes[0].lines)  # the zero line
