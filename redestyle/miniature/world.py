@@ -10,7 +10,9 @@ destylization accuracy into errors against ground truth:
 - ``glasses``: fraction of faces whose glasses (on / off) match the portrait's;
 - ``id_spread``: same-person consistency (Fig. 4): mean absolute deviation of a face's identity
   reading from the mean reading of that person's faces (0: every portrait of a person gives the
-  same identity).
+  same identity). A constant answer (the average face) also scores 0: descriptive only. The
+  held-out protocol (:mod:`~redestyle.miniature.protocol`) scores consistency so that a constant
+  answer cannot win, with intervals over identities.
 """
 
 from __future__ import annotations
