@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from ..fileio import atomic_write
-from ..imaging import to_tensor
-from ..inversion import restyle
+from ..imaging import pool, to_tensor
+from ..inversion import invert
 from . import idnet
 from . import oracle as orc
 from .models import IMAGE_SIZE, WEIGHTS_DIR, load_into, weights_file
@@ -203,17 +203,21 @@ def frechet_rows(g, oracle: orc.AttributeRegressor, *, n: int = 1000, seed: int 
 def encoder_rows(models, oracle: orc.AttributeRegressor, *, n: int = 200, n_iters: int = 5,
                  seed: int = 2000) -> list[dict]:
     """How well ReStyle-pSp's reconstructions of held-out photo renders recover the parameters,
-    per iteration, next to the average face (what iteration 0 shows) and the renders themselves."""
-    images, truth = photo_renders(n, seed=seed)
+    per iteration, next to the average face (what iteration 0 shows) and the renders themselves.
+
+    The renders are drawn at the encoder's resolution (``models.profile.pool_size``: 64 on mini,
+    256 on ffhq1024; the oracle reads any size) and inverted through ``inversion.invert``, i.e. with
+    the ReStyle checkpoint's own decoder and average image, as every other caller.
+    """
+    images, truth = photo_renders(n, seed=seed, size=models.profile.pool_size)
     dev = models.latent_avg.device
     with torch.no_grad():
-        steps = restyle(models.encoder("restyle_psp"), models.generator, images.to(dev), n_iters=n_iters,
-                        latent_avg=models.latent_avg, avg_image=models.avg_image)
+        steps = invert("restyle_psp", images.to(dev), models, n_iters=n_iters).steps
     rows = [{"faces": "photo renders (answer)", **score(images, truth, oracle)}]
-    avg = models.avg_image.cpu().unsqueeze(0).expand(n, -1, -1, -1)
+    avg = models.avg_image_for("restyle_psp").cpu().unsqueeze(0).expand(n, -1, -1, -1)
     rows.append({"faces": "average face", **score(avg, truth, oracle)})
     for t, step in enumerate(steps, 1):
-        faces = step.image.clamp(-1, 1).cpu()
+        faces = pool(step.image, images.shape[-1]).clamp(-1, 1).cpu()  # the generator's size -> the renders'
         rows.append({"faces": f"ReStyle-pSp N={t}", **score(faces, truth, oracle),
                      "pixel_mse": float(torch.mean((faces - images) ** 2))})
     return rows

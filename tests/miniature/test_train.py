@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -11,6 +12,8 @@ import torch
 
 from redestyle import zoo
 from redestyle.config import get_profile
+from redestyle.imaging import pool
+from redestyle.inversion import invert
 from redestyle.miniature import train, world
 from redestyle.miniature.models import WEIGHTS_DIR
 from redestyle.miniature.oracle import AttributeRegressor
@@ -131,6 +134,21 @@ def test_restyle_reconstructions_recover_identity_better_than_the_average_face(o
     by = {r["faces"]: r for r in rows}
     assert by["ReStyle-pSp N=3"]["identity"] < by["average face"]["identity"]
     assert by["ReStyle-pSp N=3"]["pixel_mse"] < by["ReStyle-pSp N=1"]["pixel_mse"]
+
+
+def test_encoder_rows_use_the_encoder_size_and_the_restyle_files_decoder(oracle):
+    """ffhq1024 (issue 17 item 13): the encoder sees 256 px and ReStyle decodes with its own file's
+    decoder; encoder_rows once fed 64 px renders and models.generator (notebook 00 crashed)."""
+    tiny = get_profile("tiny")
+    prof = dataclasses.replace(tiny, name="tiny32", encoder=dataclasses.replace(tiny.encoder, input_size=32))
+    models = zoo.build_models(prof, methods=["restyle_psp"])
+    models.decoders["restyle_psp"] = zoo.build_models("tiny", methods=(), seed=1).generator
+    rows = world.encoder_rows(models, oracle, n=2, n_iters=1, seed=5)
+    images, _ = world.photo_renders(2, seed=5, size=32)
+    with torch.no_grad():
+        step = invert("restyle_psp", images, models, n_iters=1).steps[0]
+    faces = pool(step.image, 32).clamp(-1, 1)
+    assert rows[-1]["pixel_mse"] == pytest.approx(float(((faces - images) ** 2).mean()))
 
 
 def test_one_cycle_lr_is_torchs_one_cycle_schedule():
