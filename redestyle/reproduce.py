@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 import sys
@@ -85,6 +86,31 @@ def run_notebooks(
     return results
 
 
+#: the parameters every notebook's ``parameters`` cell has (``reproduce`` sets them from its options)
+COMMON_PARAMETERS = ("profile", "weights_dir", "data_dir", "out_dir", "seed", "device")
+
+
+def parse_settings(items: list[str] | None) -> dict:
+    """``["n_iters=1", 'schedules=["2-1"]', "style=cartoon"]`` -> {name: value}.
+
+    A value is read as a Python literal (numbers, None, lists, quoted strings), else kept as the
+    plain string. Names must be identifiers, and not one that reproduce's own options set.
+    """
+    out = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise ValueError(f"--set {item!r}: expected NAME=VALUE, e.g. n_iters=1")
+        if name in COMMON_PARAMETERS:
+            raise ValueError(f"--set {name}=...: use reproduce's own option for {name!r}")
+        try:
+            out[name] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            out[name] = text.strip()
+    return out
+
+
 def main(args) -> int:
     """``redestyle reproduce``: run notebooks, report, exit non-zero naming a failure."""
     root = Path(args.notebooks)
@@ -93,6 +119,7 @@ def main(args) -> int:
         print(f"no notebooks yet in {root}: nothing to reproduce")
         return 0
     figures = Path(args.figures).resolve()
+    settings = parse_settings(getattr(args, "set", None))
     parameters = {
         "profile": args.profile,
         "weights_dir": str(Path(args.weights).resolve()) if args.weights else None,
@@ -100,6 +127,7 @@ def main(args) -> int:
         "out_dir": str(figures),
         "seed": args.seed,
         "device": args.device,
+        **settings,
     }
     print(f"reproducing {len(notebooks)} notebook(s), profile {args.profile}, figures -> {figures}")
     if args.profile == "tiny":  # the figures are labelled so too; say it before minutes of work
@@ -128,3 +156,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--executed", default="outputs/notebooks", help="executed notebook copies")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--set", action="append", metavar="NAME=VALUE", default=None,
+                        help="a notebook parameter (repeatable; a Python literal or a string), e.g. "
+                        "--set n_iters=1 --set 'schedules=[\"2-1\"]' for a quick run; every notebook "
+                        "gets it, those without that parameter ignore it")

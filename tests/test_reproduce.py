@@ -53,6 +53,25 @@ def test_runner_injects_parameters(tmp_path, capsys):
     assert "[1/1] 01_write.ipynb ... ok" in capsys.readouterr().out
 
 
+def test_set_passes_notebook_parameters(tmp_path, capsys):
+    (tmp_path / "nb").mkdir()
+    _notebook(tmp_path / "nb" / "01_write.ipynb",
+              "import json, pathlib\n"
+              "pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
+              "pathlib.Path(out_dir, 'p.json').write_text(json.dumps([n_iters, schedules, style]))")
+    args = _args(tmp_path)
+    args.set = ["n_iters=1", 'schedules=["1-1", "2"]', "style=cartoon"]
+    assert reproduce.main(args) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "fig" / "p.json").read_text()) == [1, ["1-1", "2"], "cartoon"]
+
+
+@pytest.mark.parametrize("item, message", [("n_iters", "expected NAME=VALUE"), ("2x=1", "expected NAME=VALUE"),
+                                           ("profile=tiny", "use reproduce's own option")])
+def test_set_rejects_malformed_items(item, message):
+    with pytest.raises(ValueError, match=message):
+        reproduce.parse_settings([item])
+
+
 def test_tiny_profile_warns_of_random_weights(tmp_path, capsys):
     (tmp_path / "nb").mkdir()
     _notebook(tmp_path / "nb" / "01_ok.ipynb", "x = 1")
