@@ -40,12 +40,17 @@ def test_find_notebooks_orders_and_filters(tmp_path):
         reproduce.find_notebooks(tmp_path, ["07"])
 
 
-def test_runner_injects_parameters(tmp_path, capsys):
+def _dumping_notebook(tmp_path, names: str) -> None:
+    """nb/01_write.ipynb, which writes the parameters ``names`` ("a, b") to <out_dir>/p.json."""
     (tmp_path / "nb").mkdir()
     _notebook(tmp_path / "nb" / "01_write.ipynb",
               "import json, pathlib\n"
               "pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
-              "pathlib.Path(out_dir, 'p.json').write_text(json.dumps([profile, seed]))")
+              f"pathlib.Path(out_dir, 'p.json').write_text(json.dumps([{names}]))")
+
+
+def test_runner_injects_parameters(tmp_path, capsys):
+    _dumping_notebook(tmp_path, "profile, seed")
     code = reproduce.main(_args(tmp_path, seed=7))
     assert code == 0
     assert json.loads((tmp_path / "fig" / "p.json").read_text()) == ["mini", 7]  # the default profile
@@ -54,11 +59,7 @@ def test_runner_injects_parameters(tmp_path, capsys):
 
 
 def test_set_passes_notebook_parameters(tmp_path, capsys):
-    (tmp_path / "nb").mkdir()
-    _notebook(tmp_path / "nb" / "01_write.ipynb",
-              "import json, pathlib\n"
-              "pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
-              "pathlib.Path(out_dir, 'p.json').write_text(json.dumps([n_iters, schedules, style]))")
+    _dumping_notebook(tmp_path, "n_iters, schedules, style")
     args = _args(tmp_path)
     args.set = ["n_iters=1", 'schedules=["1-1", "2"]', "style=cartoon"]
     assert reproduce.main(args) == 0, capsys.readouterr().err
