@@ -10,9 +10,14 @@ portrait, two training iterations at batch 1, and the notebooks on one portrait 
 parameters below. The networks are untrained: only files, shapes, code paths and outputs are
 checked, never image quality.
 
-Cost (measured on a shared 2-core machine, one thread, the other core busy): see the issue's
-closing note; about 10 GB in the temporary folder. The test is marked slow and CI runs it
-(``make test`` selects every test).
+Cost, measured on a shared 2-core machine with one thread (OMP_NUM_THREADS=1) while other jobs
+held the machine (load average 4-5): 993 s of CPU time (16.5 min, notebook kernels included) in
+32 min of wall time: reproduce 1019 s (notebook 04's one training iteration 388 s, 01 234 s, 03
+155 s, 00 82 s, 02 41 s), train 492 s, writing the weights 162 s, baseline 124 s, the rest 140 s.
+Full-size backward passes at 1024 dominate (one fine-tuning iteration with R1 and the path-length
+term: ~200 s of CPU). Disk: about 11 GB in the temporary folder (removed at the end); memory: 8 GB
+resident. Marked slow; CI runs it (``make test`` selects every test). It needs the sample images
+(``conftest.samples_dir``) and skips, saying why, without them or without the disk space.
 """
 
 from __future__ import annotations
