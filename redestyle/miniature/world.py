@@ -31,7 +31,7 @@ from ..inversion import invert
 from . import idnet
 from . import oracle as orc
 from .models import IMAGE_SIZE, WEIGHTS_DIR, load_into, weights_file
-from .render import FaceParams, render_batch, sample_identity, sample_params
+from .render import FaceParams, render_batch, sample_params
 
 #: Columns of :func:`ground_truth_rows`.
 GROUND_TRUTH_COLUMNS = ("method", "n", "identity", "expression", "pose", "hair_style", "glasses",
@@ -77,13 +77,8 @@ def person_set(n_people: int = 4, per_person: int = 4, *, seed: int = 0, size: i
     light and glasses (Fig. 4's setting). Rows are ordered person by person; deterministic."""
     if n_people < 1 or per_person < 1:
         raise ValueError(f"need n_people >= 1 and per_person >= 1, got {n_people}, {per_person}")
-    rng = np.random.default_rng(seed)
-    params, group_of = [], []
-    for k in range(n_people):
-        identity = sample_identity(rng)
-        for _ in range(per_person):
-            params.append(sample_params(rng, glasses_p=glasses_p, identity=identity))
-            group_of.append(f"person_{k}")
+    params, person = idnet.identity_params(n_people, per_person, seed=seed, glasses_p=glasses_p)
+    group_of = [f"person_{k}" for k in person]
     portraits = to_tensor(render_batch(params, size=size, domain="portrait"))
     photos = to_tensor(render_batch(params, size=size, domain="photo"))
     return PortraitSet(portraits, photos, params, group_of)
