@@ -360,30 +360,45 @@ def one_cycle_lr(step: int, total: int, lr: float, *, warmup: float = 0.1, div: 
     return cos(lr, lr / div / final_div, (step - peak) / max(total - 1 - peak, 1e-8))
 
 
-def train_oracle(images: np.ndarray, vectors: np.ndarray, *, out_dir: Path, steps: int, batch: int,
-                 seed: int, lr: float = 2e-3, log_every: int = 100, save_every: int = 1000,
-                 resume: bool = True) -> tuple[nn.Module, list[dict], float]:
-    """Fit :class:`~redestyle.miniature.oracle.AttributeRegressor` to (render, parameters) pairs."""
+def _fit_attributes(stage: str, build: Callable[[], nn.Module],
+                    draw: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]], *,
+                    out_dir: Path, steps: int, seed: int, lr: float, log_every: int, save_every: int,
+                    resume: bool) -> tuple[nn.Module, list[dict], float]:
+    """Teach ``build()`` (-> continuous, hair, glasses outputs) to read the world's parameters:
+    each step ``draw(gen)`` gives (images [B, 3, S, S], true vectors [B, 22]) and the loss is
+    :func:`~redestyle.miniature.oracle.attribute_loss`; one-cycle AdamW (weight decay 1e-4)."""
     torch.manual_seed(seed)
-    model = AttributeRegressor().train()
+    model = build().train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
-    targets = torch.from_numpy(vectors)
 
     def step_fn(step: int) -> dict:
         for group in opt.param_groups:
             group["lr"] = one_cycle_lr(step, steps, lr)
-        idx = torch.randint(len(images), (batch,), generator=gen)
-        x = to_tensor(images[idx.numpy()])
-        loss, parts = model.loss(x, targets[idx])
+        x, vectors = draw(gen)
+        loss, parts = attribute_loss(model(x), vectors)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return {"loss": loss.item(), **parts}
 
-    log, seconds = _loop("oracle", out_dir, steps, step_fn, {"oracle": model}, {"opt": opt},
+    log, seconds = _loop(stage, out_dir, steps, step_fn, {stage: model}, {"opt": opt},
                          log_every=log_every, save_every=save_every, resume=resume)
     return model.eval(), log, seconds
+
+
+def train_oracle(images: np.ndarray, vectors: np.ndarray, *, out_dir: Path, steps: int, batch: int,
+                 seed: int, lr: float = 2e-3, log_every: int = 100, save_every: int = 1000,
+                 resume: bool = True) -> tuple[nn.Module, list[dict], float]:
+    """Fit :class:`~redestyle.miniature.oracle.AttributeRegressor` to (render, parameters) pairs."""
+    targets = torch.from_numpy(vectors)
+
+    def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(images), (batch,), generator=gen)
+        return to_tensor(images[idx.numpy()]), targets[idx]
+
+    return _fit_attributes("oracle", AttributeRegressor, draw, out_dir=out_dir, steps=steps, seed=seed,
+                           lr=lr, log_every=log_every, save_every=save_every, resume=resume)
 
 
 def train_idnet(images: np.ndarray, person: np.ndarray, per_person: int, *, out_dir: Path,
@@ -430,29 +445,20 @@ def train_perceptual(photos: np.ndarray, portraits: np.ndarray, vectors: np.ndar
     """Fit the perceptual trunk (:mod:`~redestyle.miniature.perceptual`) -> (WorldLPIPS, log, seconds).
 
     ``photos`` and ``portraits`` uint8 [N, S, S, 3] render the same parameter ``vectors`` [N, 22]
-    in the two domains; each step reads the parameters of ``batch // 2`` of each
-    (:func:`~redestyle.miniature.oracle.attribute_loss`); one-cycle AdamW. The head is dropped.
+    in the two domains; each step reads the parameters of ``batch // 2`` of each (as the oracle
+    is taught, :func:`_fit_attributes`). The head is dropped.
     """
-    torch.manual_seed(seed)
-    trunk = perceptual.Trunk().train()
-    opt = torch.optim.AdamW(trunk.parameters(), lr=lr, weight_decay=1e-4)
-    gen = torch.Generator().manual_seed(seed)
     targets = torch.from_numpy(vectors)
 
-    def step_fn(step: int) -> dict:
-        for group in opt.param_groups:
-            group["lr"] = one_cycle_lr(step, steps, lr)
+    def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         a = torch.randint(len(photos), (batch // 2,), generator=gen)
         b = torch.randint(len(portraits), (batch - batch // 2,), generator=gen)
         x = to_tensor(np.concatenate([photos[a.numpy()], portraits[b.numpy()]]))
-        loss, parts = attribute_loss(trunk(x), torch.cat([targets[a], targets[b]]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item(), **parts}
+        return x, torch.cat([targets[a], targets[b]])
 
-    log, seconds = _loop("perceptual", out_dir, steps, step_fn, {"perceptual": trunk}, {"opt": opt},
-                         log_every=log_every, save_every=save_every, resume=resume)
+    trunk, log, seconds = _fit_attributes("perceptual", perceptual.Trunk, draw, out_dir=out_dir,
+                                          steps=steps, seed=seed, lr=lr, log_every=log_every,
+                                          save_every=save_every, resume=resume)
     return perceptual.WorldLPIPS(trunk), log, seconds
 
 
