@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -81,7 +83,7 @@ def test_the_stage_trains_and_ships_a_loadable_file(tmp_path):
     ship = tmp_path / "ship"
     train.main(["idnet", "--steps", "2", "--people", "8", "--per-person", "2", "--batch", "4",
                 "--threads", "1", "--out", str(tmp_path / "work"), "--ship", str(ship)])
-    record = train.json.loads((ship / "idnet.json").read_text())
+    record = json.loads((ship / "idnet.json").read_text())
     assert record["steps"] == 2 and record["extra"]["people"] == 8
     held = record["extra"]["held_out (world.loss_network_rows)"]
     assert len(held) == 4 and all(0 <= v <= 1 for v in held.values())  # 2 domains x 2 negatives
