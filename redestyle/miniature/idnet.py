@@ -8,7 +8,8 @@ does), at small widths, taught on photo renders that one person's renders (expre
 light and glasses redrawn) share an embedding and different people's do not (a supervised
 InfoNCE loss over the other views of a batch). It is a network separate from the oracle, which
 stays the judge only; its quality is its verification ROC AUC on held-out identities
-(:func:`verification_auc`, the evaluation set ``seeds.EVALUATION_SETS``'s "ID network").
+(:func:`~redestyle.miniature.world.verification_auc`, the evaluation set
+``seeds.EVALUATION_SETS``'s "ID network").
 """
 
 from __future__ import annotations
@@ -95,40 +96,3 @@ def embed(features: IDFeatures, images: np.ndarray | torch.Tensor, *, batch_size
     """Unit embeddings [N, D] of uint8 renders [N, S, S, 3] or images [N, 3, S, S] in [-1, 1]."""
     x = to_tensor(images) if isinstance(images, np.ndarray) else images
     return torch.cat([features(x[i:i + batch_size].float()) for i in range(0, len(x), batch_size)])
-
-
-def verification_auc(embeddings: torch.Tensor, person: np.ndarray, *, negatives: str = "all") -> float:
-    """ROC AUC of cosine similarity telling same-person pairs from different-person pairs (the
-    Mann-Whitney statistic; ties count half). Positives: every same-person pair of rows.
-    ``negatives``: ``"all"`` (every pair of rows of different people) or ``"twins"`` (only pairs
-    of twins, people 2k and 2k + 1 of ``identity_views(..., twins=True)``: the same colours and
-    hair, another face)."""
-    person = np.asarray(person)
-    sim = (embeddings @ embeddings.t()).numpy()
-    upper = np.triu_indices(len(person), k=1)
-    a, b = person[upper[0]], person[upper[1]]
-    same = a == b
-    if negatives == "all":
-        negative = ~same
-    elif negatives == "twins":
-        negative = (a // 2 == b // 2) & ~same
-    else:
-        raise ValueError(f"negatives must be 'all' or 'twins', got {negatives!r}")
-    keep = same | negative
-    scores, same = sim[upper][keep], same[keep]
-    ranks = _average_ranks(scores)
-    n_pos, n_neg = int(same.sum()), int((~same).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("verification needs both same-person and different-person pairs")
-    return float((ranks[same].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
-    return ranks

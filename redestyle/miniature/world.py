@@ -28,6 +28,7 @@ import torch
 from ..fileio import atomic_write
 from ..imaging import pool, to_tensor
 from ..inversion import invert
+from ..metrics import roc_auc
 from . import idnet
 from . import oracle as orc
 from .models import IMAGE_SIZE, WEIGHTS_DIR, load_into, weights_file
@@ -218,11 +219,32 @@ def encoder_rows(models, oracle: orc.AttributeRegressor, *, n: int = 200, n_iter
     return rows
 
 
+def verification_auc(embeddings: torch.Tensor, person: np.ndarray, *, negatives: str = "all") -> float:
+    """ROC AUC of cosine similarity telling same-person pairs from different-person pairs
+    (:func:`~redestyle.metrics.roc_auc`: ties count half). Positives: every same-person pair of
+    rows of unit ``embeddings`` [N, D]. ``negatives``: ``"all"`` (every pair of rows of different
+    people) or ``"twins"`` (only pairs of twins, people 2k and 2k + 1 of
+    ``idnet.identity_views(..., twins=True)``: the same colours and hair, another face)."""
+    person = np.asarray(person)
+    sim = (embeddings @ embeddings.t()).numpy()
+    upper = np.triu_indices(len(person), k=1)
+    a, b = person[upper[0]], person[upper[1]]
+    same = a == b
+    if negatives == "all":
+        negative = ~same
+    elif negatives == "twins":
+        negative = (a // 2 == b // 2) & ~same
+    else:
+        raise ValueError(f"negatives must be 'all' or 'twins', got {negatives!r}")
+    scores = sim[upper]
+    return roc_auc(scores[same], scores[negative])
+
+
 def loss_network_rows(id_features, lpips, *, n_people: int = 300, seed: int = idnet.EVAL_SEED) -> list[dict]:
     """The quality of the ``mini`` profile's loss networks on held-out faces (issue 13's bars).
 
     ID network: verification ROC AUC on ``n_people`` held-out identities in twin pairs, two
-    renders each (:func:`~redestyle.miniature.idnet.verification_auc`), against every other
+    renders each (:func:`verification_auc`), against every other
     person and against the twin only, in both domains (trained on photos only; on portraits it is
     what IR-SE50 is on stylised faces: used out of its domain by the baseline's ID loss).
     Perceptual network: mean LPIPS of a photo render to itself shifted by one pixel, to its own
@@ -235,7 +257,7 @@ def loss_network_rows(id_features, lpips, *, n_people: int = 300, seed: int = id
         for negatives in ("all", "twins"):
             rows.append({"network": "ID network", "measure": f"verification ROC AUC, {domain}, "
                          f"negatives: {'every other person' if negatives == 'all' else 'twin'}",
-                         "value": idnet.verification_auc(emb, person, negatives=negatives)})
+                         "value": verification_auc(emb, person, negatives=negatives)})
     if lpips is None:
         return rows
     x, _ = photo_renders(200, seed=seed)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from redestyle import zoo
-from redestyle.miniature import idnet, seeds, train
+from redestyle.miniature import idnet, seeds, train, world
 from redestyle.miniature.models import ID_NETWORK_LABEL, load_id_features
 from redestyle.miniature.render import IDENTITY_RANGES
 
@@ -35,14 +35,14 @@ def test_info_nce_picks_the_other_view():
 def test_verification_auc_counts_pairs_and_ties():
     person = np.array([0, 0, 1, 1])
     apart = _unit([[1, 0], [1, 0.1], [0, 1], [0.1, 1]])
-    assert idnet.verification_auc(apart, person) == 1.0
+    assert world.verification_auc(apart, person) == 1.0
     # same-person pairs at similarity 0; of the 4 other pairs two at 1 and two at 0 (ties: half)
     split = _unit([[1, 0], [0, 1], [1, 0], [0, 1]])
-    assert idnet.verification_auc(split, person) == 0.25
+    assert world.verification_auc(split, person) == 0.25
     same = _unit([[1, 0]] * 4)
-    assert idnet.verification_auc(same, person) == 0.5  # a constant embedding decides nothing
+    assert world.verification_auc(same, person) == 0.5  # a constant embedding decides nothing
     with pytest.raises(ValueError, match="negatives must be"):
-        idnet.verification_auc(apart, person, negatives="some")
+        world.verification_auc(apart, person, negatives="some")
 
 
 def test_twin_negatives_are_only_the_twin_pairs():
@@ -50,8 +50,8 @@ def test_twin_negatives_are_only_the_twin_pairs():
     person = np.array([0, 0, 1, 1, 2, 2, 3, 3])
     e = _unit([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0],
                [1, 0, 0], [1, 0, 0], [0, 0, 1], [0, 0, 1]])
-    assert idnet.verification_auc(e, person, negatives="twins") == 1.0
-    assert idnet.verification_auc(e, person, negatives="all") < 1.0
+    assert world.verification_auc(e, person, negatives="twins") == 1.0
+    assert world.verification_auc(e, person, negatives="all") < 1.0
 
 
 def test_identity_params_keep_the_person_and_twins_only_its_colours_and_hair():
@@ -95,8 +95,8 @@ def test_the_shipped_id_network_verifies_held_out_identities():
     images, person = idnet.identity_views(100, 2, seed=idnet.EVAL_SEED, twins=True)
     emb = idnet.embed(features, images)
     assert emb.shape == (200, idnet.WIDTHS[-1])
-    assert idnet.verification_auc(emb, person) >= AUC_BAR
-    assert idnet.verification_auc(emb, person, negatives="twins") >= AUC_BAR
+    assert world.verification_auc(emb, person) >= AUC_BAR
+    assert world.verification_auc(emb, person, negatives="twins") >= AUC_BAR
 
 
 def test_the_mini_profile_runs_the_baseline_with_the_in_world_id_network():
