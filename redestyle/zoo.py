@@ -405,7 +405,8 @@ def build_models(
     profile = get_profile(profile)
     methods = tuple(methods)
     official = profile.weights == "official" and not random_weights
-    if profile.weights == "shipped" and not random_weights:
+    shipped = profile.weights == "shipped" and not random_weights
+    if shipped:
         models = _mini_models(profile, methods, g_prime_style)
     elif official:
         models = _official_models(profile, methods, weights_dir)
@@ -419,14 +420,14 @@ def build_models(
         # d loss / d noise only, so its ~30M weight gradients would be wasted work every step.
         models.g_prime.requires_grad_(False)
     required = official and not allow_random_loss_nets
-    if with_lpips and profile.weights == "shipped" and not random_weights:
+    if with_lpips and shipped:
         models.lpips = load_lpips()
         models.loss_nets["lpips_vgg16"] = PERCEPTUAL_LABEL
     elif with_lpips:
         vgg16 = loss_net_weights(VGG16_FILE, weights_dir, required=required)
         models.lpips = LPIPS(vgg16, seed=seed)
         models.loss_nets["lpips_vgg16"] = VGG16_FILE if vgg16 is not None else f"random VGG16 (seed {seed})"
-    if with_id and profile.weights == "shipped" and not random_weights:
+    if with_id and shipped:
         models.id_features = load_id_features()
         models.loss_nets["id"] = ID_NETWORK_LABEL
     elif with_id:
