@@ -67,7 +67,7 @@ from .models import (
 from .oracle import AttributeRegressor, attribute_loss, errors
 from .render import render_batch
 from .seeds import training_seed
-from .world import loss_network_rows, render_set
+from .world import cached_arrays, loss_network_rows, render_set
 
 STAGES = ("generator", "oracle", "g_prime", "restyle_psp", "restyle_e4e", "psp", "e4e", "dsg_zplus",
           "generator_sup", "idnet", "perceptual")
@@ -782,13 +782,9 @@ def _held_out(stage: str, rows: list[dict]) -> dict:
 def _main_idnet(args, argv: list[str], out_dir: Path, ship: Path) -> None:
     stream = training_seed("idnet", args.seed)
     path = out_dir / "renders" / f"idnet-seed{stream}-{args.people}x{args.per_person}.npz"
-    if path.exists():
-        with np.load(path) as f:
-            images, person = f["images"], f["person"]
-    else:
-        images, person = idnet.identity_views(args.people, args.per_person, seed=stream, twins=True)
-        with atomic_write(path) as f:
-            np.savez(f, images=images, person=person)
+    arrays = cached_arrays(path, lambda: dict(zip(("images", "person"), idnet.identity_views(
+        args.people, args.per_person, seed=stream, twins=True))))
+    images, person = arrays["images"], arrays["person"]
     steps = args.steps or 1000
     batch_people = args.batch  # people per step (two renders each)
     features, log, seconds = train_idnet(images, person, args.per_person, out_dir=out_dir, steps=steps,

@@ -18,7 +18,7 @@ destylization accuracy into errors against ground truth:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,19 +147,28 @@ def render_set(n: int, *, domain: str, seed: int, size: int = IMAGE_SIZE,
     Parameters are drawn by ``sample_params`` from ``np.random.default_rng(seed)``; the same seed
     gives the same faces in both domains. With ``cache_dir`` the set is kept as an ``.npz``.
     """
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"{domain}-{size}-seed{seed}-n{n}.npz"
-        if path.exists():
-            with np.load(path) as f:
-                return f["images"], f["params"]
-    params = draw_faces(n, seed)
-    images = render_batch(params, size=size, domain=domain)
-    vectors = np.stack([p.to_vector() for p in params]).astype(np.float32)
+    path = None if cache_dir is None else Path(cache_dir) / f"{domain}-{size}-seed{seed}-n{n}.npz"
+
+    def make() -> dict[str, np.ndarray]:
+        params = draw_faces(n, seed)
+        return {"images": render_batch(params, size=size, domain=domain),
+                "params": np.stack([p.to_vector() for p in params]).astype(np.float32)}
+
+    arrays = cached_arrays(path, make)
+    return arrays["images"], arrays["params"]
+
+
+def cached_arrays(path: Path | None, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``make()``'s named arrays, kept as an ``.npz`` at ``path`` (read back when it exists,
+    written atomically otherwise); ``path`` None: no cache."""
+    if path is not None and path.exists():
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    arrays = make()
     if path is not None:
         with atomic_write(path) as f:
-            np.savez(f, images=images, params=vectors)
-    return images, vectors
+            np.savez(f, **arrays)
+    return arrays
 
 
 def photo_renders(n: int, *, seed: int, size: int = 64, domain: str = "photo") -> tuple[torch.Tensor, np.ndarray]:
