@@ -60,10 +60,21 @@ def resolve_out_dir(out_dir: str | os.PathLike) -> Path:
     base = os.environ.get("REDESTYLE_FIGURES_DIR")
     if base:
         return Path(base) / out.relative_to("figures") if out.parts[:1] == ("figures",) else Path(base) / out
+    root = checkout_root()
+    return root / out if root is not None else out
+
+
+def checkout_root() -> Path | None:
+    """The checkout holding the working directory (the first folder up from it with
+    ``pyproject.toml`` and ``notebooks/``), or None outside a checkout.
+
+    Its ``figures/`` holds the committed results, whatever ``$REDESTYLE_FIGURES_DIR`` says: the
+    records a notebook compares a fresh run with.
+    """
     for folder in (Path.cwd(), *Path.cwd().parents):
         if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
-            return folder / out
-    return out
+            return folder
+    return None
 
 
 def save_figure(fig, out_dir: str | os.PathLike, name: str, *, dpi: int = 110) -> Path:

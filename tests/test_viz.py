@@ -1,5 +1,7 @@
 """Figure helpers: grids, where figures are written."""
 
+from pathlib import Path
+
 import torch
 
 from redestyle import viz
@@ -27,3 +29,12 @@ def test_save_text_writes_one_newline_terminated_file(tmp_path):
     path = viz.save_text("a  b\n1  2", tmp_path / "sub", "t.txt")
     assert path.read_text() == "a  b\n1  2\n"
     assert [p.name for p in path.parent.iterdir()] == ["t.txt"]
+
+
+def test_checkout_root_ignores_the_figures_override(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("REDESTYLE_FIGURES_DIR", str(tmp_path / "scratch"))
+    monkeypatch.chdir(root / "notebooks")
+    assert viz.checkout_root() == root  # where the committed records are, even under nbval
+    monkeypatch.chdir(tmp_path)
+    assert viz.checkout_root() is None

@@ -82,8 +82,8 @@ from .render import VECTOR_NAMES
 
 __all__ = [
     "EVAL_SEED", "METRICS", "N_PEOPLE", "N_REFERENCE", "PCA_DIMS", "PER_PERSON", "Metric",
-    "ProtocolResult", "Readings", "RealismReference", "evaluate", "heldout_set", "read_faces",
-    "realism_reference", "statistics",
+    "ProtocolResult", "Readings", "RealismReference", "compare_records", "evaluate", "heldout_set",
+    "read_faces", "realism_reference", "record", "statistics",
 ]
 
 #: Seed of the held-out evaluation set (registered in seeds.EVALUATION_SETS).
@@ -111,18 +111,26 @@ class Metric:
     name: str
     better: str  # "lower" or "higher"
     description: str
+    #: (absolute, relative): how far a re-run's value, lo or hi may lie from a recorded one,
+    #: |fresh - recorded| <= abs + rel * |recorded| (:func:`compare_records`). Sized for the
+    #: rounding differences between CPUs (AVX2 / AVX-512 kernels, thread counts), which the
+    #: baseline's 300 Adam steps amplify; a thresholded reading (glasses, hair) may flip on a
+    #: face or two.
+    tolerance: tuple[float, float]
 
 
 #: The protocol's metrics, in table order.
 METRICS: tuple[Metric, ...] = (
-    Metric("identity", "lower", "identity-parameter error (13 parameters, range units)"),
-    Metric("expression", "lower", "expression error (smile, mouth opening, eye openness)"),
-    Metric("pose", "lower", "pose and light error (yaw, roll, light angle and strength)"),
-    Metric("glasses_kept", "higher", "fraction of faces with the portrait's glasses (on / off)"),
-    Metric("hair_kept", "higher", "fraction of faces with the portrait's hair style"),
-    Metric("realism_fd", "lower", f"Fréchet distance to photo renders (oracle features, {PCA_DIMS} PCs)"),
-    Metric("consistency_auc", "higher", "ROC AUC: same-person vs different-person identity distances"),
-    Metric("id_within_share", "lower", "within-person share of identity-reading variance"),
+    Metric("identity", "lower", "identity-parameter error (13 parameters, range units)", (0.01, 0.0)),
+    Metric("expression", "lower", "expression error (smile, mouth opening, eye openness)", (0.02, 0.0)),
+    Metric("pose", "lower", "pose and light error (yaw, roll, light angle and strength)", (0.02, 0.0)),
+    Metric("glasses_kept", "higher", "fraction of faces with the portrait's glasses (on / off)", (0.1, 0.0)),
+    Metric("hair_kept", "higher", "fraction of faces with the portrait's hair style", (0.1, 0.0)),
+    Metric("realism_fd", "lower", f"Fréchet distance to photo renders (oracle features, {PCA_DIMS} PCs)",
+           (1.0, 0.1)),
+    Metric("consistency_auc", "higher", "ROC AUC: same-person vs different-person identity distances",
+           (0.03, 0.0)),
+    Metric("id_within_share", "lower", "within-person share of identity-reading variance", (0.03, 0.0)),
 )
 
 
@@ -355,3 +363,44 @@ def evaluate(faces_by_method: Mapping[str, torch.Tensor], pset: world.PortraitSe
     if baseline is not None and baseline in per_method:
         result.paired = result.paired_against(baseline)
     return result
+
+
+def record(result: ProtocolResult, **extra) -> dict:
+    """``result`` as plain JSON-ready data: its rows, paired rows and set sizes (+ ``extra``).
+
+    What a run stores (``figures/protocol_<set>.json``) and a later run is compared with
+    (:func:`compare_records`).
+    """
+    keys = ("method", "metric", "baseline", "value", "lo", "hi", "better")
+    return {"n_people": result.n_people, "n_portraits": result.n_portraits, "n_resamples": result.n_resamples,
+            "seed": result.seed, "level": result.level, "realism": dict(result.realism), **extra,
+            "rows": [{k: r[k] for k in keys if k in r} for r in result.rows],
+            "paired": [{k: r[k] for k in keys if k in r} for r in result.paired]}
+
+
+def compare_records(fresh: Mapping, recorded: Mapping) -> tuple[int, list[str]]:
+    """Compare two :func:`record` s number by number, within each metric's ``tolerance``.
+
+    Returns (numbers compared, one line per difference beyond tolerance, per missing or extra
+    row, or per changed set size). NaN equals NaN.
+    """
+    tolerance = {m.name: m.tolerance for m in METRICS}
+    problems = [f"{k}: {recorded.get(k)} recorded, {fresh.get(k)} now"
+                for k in ("n_people", "n_portraits", "n_resamples", "seed", "level") if fresh.get(k) != recorded.get(k)]
+    n = 0
+    for part in ("rows", "paired"):
+        def by_key(rows):
+            return {(r["method"], r.get("baseline"), r["metric"]): r for r in rows}
+
+        old, new = by_key(recorded.get(part, [])), by_key(fresh.get(part, []))
+        problems += [f"{part}: {' / '.join(filter(None, k))} missing now" for k in old.keys() - new.keys()]
+        problems += [f"{part}: {' / '.join(filter(None, k))} not recorded" for k in new.keys() - old.keys()]
+        for key in old.keys() & new.keys():
+            abs_tol, rel_tol = tolerance[key[2]]
+            for field_ in ("value", "lo", "hi"):
+                a, b = float(new[key][field_]), float(old[key][field_])
+                n += 1
+                if not (np.isnan(a) and np.isnan(b)) and not abs(a - b) <= abs_tol + rel_tol * abs(b):
+                    problems.append(f"{part}: {' / '.join(filter(None, key))} {field_} {a:.4f}, recorded {b:.4f}"
+                                    f" (tolerance {abs_tol:g} + {rel_tol:g} x recorded)")
+    return n, sorted(problems)

@@ -131,3 +131,29 @@ def test_consistency_measures_do_not_reward_shrinking_toward_a_centre(small):
     for metric in ("consistency_auc", "id_within_share"):
         np.testing.assert_allclose(a[metric](counts), b[metric](counts), rtol=1e-6, atol=1e-9)  # float32 normalisation
     assert b["identity"](counts).mean() > a["identity"](counts).mean()
+
+
+def test_records_round_trip_through_json_and_compare_within_tolerance(small, oracle):
+    import json
+
+    pset, _ = small
+    res = _evaluate({"baseline": pset.photos.clone(), "portraits": pset.portraits}, small, oracle)
+    rec = json.loads(json.dumps(protocol.record(res, postprocessing="none")))
+    assert rec["postprocessing"] == "none" and rec["n_people"] == 8 and rec["n_portraits"] == 24
+    n_numbers = 3 * (len(rec["rows"]) + len(rec["paired"]))
+    assert protocol.compare_records(rec, rec) == (n_numbers, [])
+    # inside the tolerance: accepted; beyond it: one line naming the row, the field and both values
+    tol = {m.name: m.tolerance[0] for m in protocol.METRICS}
+    moved = json.loads(json.dumps(rec))
+    row = next(r for r in moved["rows"] if r["method"] == "portraits" and r["metric"] == "identity")
+    row["value"] += 0.5 * tol["identity"]
+    assert protocol.compare_records(moved, rec) == (n_numbers, [])
+    row["value"] += tol["identity"]
+    n, problems = protocol.compare_records(moved, rec)
+    assert n == n_numbers and len(problems) == 1
+    assert problems[0].startswith("rows: portraits / identity value") and "recorded" in problems[0]
+    # a vanished method and a changed set are reported, not silently skipped
+    fewer = {**rec, "n_people": 7, "rows": [r for r in rec["rows"] if r["method"] != "portraits"]}
+    _, problems = protocol.compare_records(fewer, rec)
+    assert "n_people: 8 recorded, 7 now" in problems
+    assert sum(p.startswith("rows: portraits /") and p.endswith("missing now") for p in problems) == len(protocol.METRICS)
