@@ -21,10 +21,15 @@ Weights: with ``--ckpt`` / ``--weights`` the 1024 models come from
 them the same architectures at random init (DualStyleGAN(1024, 512, 8, 2), Discriminator(1024, 2),
 full VGG19 to relu3_1, IR-SE50 at 112 px), labelled RANDOM in the table: the timings do not depend
 on weight values. The data are 2 random 1024 px style images with W+ codes [1, 18, 512] (mapped
-random z). ``--profile tiny`` adds the tiny profile (its seeded models) for comparison.
+random z). ``--profile tiny`` adds the tiny profile (its seeded models) for comparison, ``--profile
+mini`` the mini one (the world's generator, perceptual trunk and ID network; 64 px). ``--threads``
+times each profile at several torch thread counts in the same run (the counts are far apart: on the
+shared 2-core machine, 2026-12-07, load ~3.4, mini at batch 2 ran 3.07 s/iteration (cycle mean) with
+2 threads and 0.48 s with 1; 64 px batches are too small to share between threads).
 
     python benchmarks/finetune_speed.py                        # 1024, CPU (+ CUDA when present)
     python benchmarks/finetune_speed.py --profile tiny ffhq1024 --device cpu
+    python benchmarks/finetune_speed.py --profile mini --device cpu --batch 2 --threads 2 1
 """
 
 from __future__ import annotations
@@ -69,8 +74,9 @@ def random_1024_models(seed: int = 0) -> TrainModels:
 
 def build(profile_name: str, args) -> tuple[TrainModels, str]:
     """(models on CPU, weights label)."""
-    if profile_name == "tiny":
-        return build_train_models("tiny", seed=args.seed), "tiny seeded random"
+    if profile_name in ("tiny", "mini"):
+        label = "tiny seeded random" if profile_name == "tiny" else "mini shipped (world loss networks)"
+        return build_train_models(profile_name, seed=args.seed), label
     if args.ckpt is not None or args.weights is not None:
         models = build_train_models("ffhq1024", weights_dir=args.weights, ckpt=args.ckpt)
         return models, "official" + ("" if models.id_features is not None else " (no ID net)")
@@ -96,22 +102,26 @@ def timed_step(trainer: Trainer, step: int, device: torch.device) -> float:
     return timed(trainer.finetune_step, device)[0]
 
 
-def bench(profile_name: str, device: torch.device, args) -> list[dict]:
-    """Table rows for one (profile, device): one per iteration kind plus the cycle mean."""
+def bench(profile_name: str, device: torch.device, args, threads: int) -> list[dict]:
+    """Table rows for one (profile, device, thread count): one per iteration kind plus the cycle mean."""
+    torch.set_num_threads(threads)
     models, weights = build(profile_name, args)
     paired = random_pairs(models, seed=args.seed)  # on the CPU, where PairedSet keeps its tensors
     models.to(device)
-    config = paper_finetune_config(batch=args.batch, seed=args.seed)
+    # the losses see min(256, size) px, as notebook 04 (a 64 px image is not upsampled for them)
+    config = paper_finetune_config(batch=args.batch, seed=args.seed,
+                                   loss_size=min(256, models.generator.generator.size))
     real = RealBatches(paired.images, config.batch, seed=args.seed)
     trainer = Trainer(models, config, real=real, paired=paired, device=device)
-    base = {"profile": profile_name, "device": device.type, "batch": config.batch, "weights": weights}
+    base = {"profile": profile_name, "device": device.type, "threads": threads, "batch": config.batch,
+            "weights": weights}
     rows, cycle = [], 0.0
     timed_step(trainer, 0, device)  # warm-up: every code path (R1 and path-length included)
     for kind, step, per_cycle in KINDS:
         sec = sum(timed_step(trainer, step, device) for _ in range(args.repeats)) / args.repeats
         cycle += per_cycle * sec / 16
         rows.append({**base, "iteration": f"{kind} ({per_cycle}/16)", "s_per_iter": sec, "iter_per_s": 1 / sec})
-        print(f"{profile_name} {device.type} {kind}: {sec:.3f} s", flush=True)
+        print(f"{profile_name} {device.type} {threads} thread(s) {kind}: {sec:.3f} s", flush=True)
     rows.append({**base, "iteration": "cycle mean", "s_per_iter": cycle, "iter_per_s": 1 / cycle})
     del trainer, models
     if device.type == "cuda":
@@ -121,7 +131,7 @@ def bench(profile_name: str, device: torch.device, args) -> list[dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--profile", nargs="+", default=["ffhq1024"], choices=["tiny", "ffhq1024"])
+    p.add_argument("--profile", nargs="+", default=["ffhq1024"], choices=["tiny", "mini", "ffhq1024"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: cpu, plus cuda when available")
     p.add_argument("--batch", type=int, default=1)
@@ -129,16 +139,20 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=None, help="official weights folder (else random init)")
     p.add_argument("--ckpt", default=None, help="generator-pretrain.pt-like file (g, d, g_ema)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, nargs="+", default=None,
+                   help="torch thread counts to time in turn (default: torch's current count)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: CUDA is not available")
     devices = {"auto": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
                "cpu": ["cpu"], "cuda": ["cuda"]}[args.device]
-    rows = [row for name in devices for profile in args.profile for row in bench(profile, torch.device(name), args)]
+    counts = args.threads or [torch.get_num_threads()]
+    rows = [row for name in devices for profile in args.profile for threads in counts
+            for row in bench(profile, torch.device(name), args, threads)]
     gpu = f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""
     print(f"\nDualStyleGAN fine-tuning speed (paper config, ADA on; 1 warm-up at step 0, then "
-          f"{args.repeats} timed iteration(s) per kind; torch threads {torch.get_num_threads()}{gpu})")
-    print(format_table(rows, ["profile", "device", "batch", "weights", "iteration", "s_per_iter", "iter_per_s"],
+          f"{args.repeats} timed iteration(s) per kind{gpu})")
+    print(format_table(rows, ["profile", "device", "threads", "batch", "weights", "iteration", "s_per_iter", "iter_per_s"],
                        digits=3))
     print("cycle mean = (1 r1+path + 3 path + 4 unpaired + 8 paired) / 16: expected s/iteration of a long run")
     return 0

@@ -108,9 +108,23 @@ def load_id_features() -> IDFeatures:
 PERCEPTUAL_LABEL = "perceptual.pt (the miniature world's LPIPS trunk, in place of VGG16)"
 
 
+def _load_trunk() -> perceptual.Trunk:
+    trunk = perceptual.Trunk()
+    load_into(trunk, weights_file("perceptual"), what="mini perceptual network")
+    return trunk
+
+
 def load_lpips() -> perceptual.WorldLPIPS:
     """The shipped perceptual trunk (``perceptual.pt``) as an LPIPS distance, frozen: the ``mini``
     profile's LPIPS, as ``losses.LPIPS`` on ImageNet VGG16 is ffhq1024's."""
-    trunk = perceptual.Trunk()
-    load_into(trunk, weights_file("perceptual"), what="mini perceptual network")
-    return perceptual.WorldLPIPS(trunk).eval()
+    return perceptual.WorldLPIPS(_load_trunk()).eval()
+
+
+#: What ``load_vgg_features`` stands in for, as run records and summaries name it.
+VGG_STANDIN_LABEL = "perceptual.pt (the miniature world's trunk, in place of ImageNet VGG19)"
+
+
+def load_vgg_features(layers: tuple[str, ...]) -> perceptual.TrunkFeatures:
+    """The shipped perceptual trunk behind VGG19's feature interface (``layers``: VGG19 names), frozen:
+    the ``mini`` profile's network for DualStyleGAN's CX / FM / perceptual losses."""
+    return perceptual.TrunkFeatures(_load_trunk(), layers=layers).eval()

@@ -12,6 +12,10 @@ The distance is LPIPS' own computation on these taps, with uniform channel weigh
 layers of LPIPS v0.1 were fitted to human 2AFC judgments, which this world does not have):
 ``d(x, y) = sum_l mean_hw sum_c (n(f_l(x)) - n(f_l(y)))^2``, n normalising each position's channel
 vector to unit length (LPIPS' ``lpips=False`` variant).
+
+The same trunk stands in for ImageNet VGG19 in DualStyleGAN's fine-tuning losses on ``mini``
+(:class:`TrunkFeatures`: contextual, feature-matching and perceptual terms), as it stands in for
+VGG16 in LPIPS: a random VGG19 reads nothing of the world's faces.
 """
 
 from __future__ import annotations
@@ -82,3 +86,39 @@ class WorldLPIPS(nn.Module):
         for a, b in zip(self.trunk.taps(pred), self.trunk.taps(target)):
             total = total + (_unit(a) - _unit(b)).pow(2).sum(dim=1).mean((1, 2))
         return total
+
+
+#: VGG19 layer name -> trunk stage whose output stands in for it (same resolution: S, S/2, ... S/16).
+VGG19_STAGES = {"relu1_1": 0, "relu2_1": 1, "relu3_1": 2, "relu4_1": 3, "relu5_1": 4}
+
+
+class TrunkFeatures(nn.Module):
+    """A trained :class:`Trunk` behind ``losses.VGG19Features``' interface, frozen (module docstring).
+
+    layers: VGG19 layer names (``VGG19_STAGES``); only the stages up to the deepest one run.
+    forward: images [B, 3, S, S] in [-1, 1] -> the stage outputs standing in for ``layers``, in that
+    order ([B, WIDTHS[k], S / 2**k, S / 2**k]; ReLU outputs, as VGG19's relu<k>_1).
+    """
+
+    def __init__(self, trunk: Trunk, *, layers: tuple[str, ...] = ("relu2_1", "relu3_1")) -> None:
+        super().__init__()
+        unknown = [name for name in layers if name not in VGG19_STAGES]
+        if unknown:
+            raise ValueError(f"unknown VGG19 layers {unknown}; the trunk stands in for {list(VGG19_STAGES)}")
+        if max(VGG19_STAGES[name] for name in layers) >= len(trunk.stages):
+            raise ValueError(f"the trunk has {len(trunk.stages)} stages, too few for layers {list(layers)}")
+        self.layers = tuple(layers)
+        self.trunk = trunk.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> TrunkFeatures:
+        super().train(mode)
+        self.trunk.eval()  # a fixed loss network: its BatchNorm statistics never move
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        want = [VGG19_STAGES[name] for name in self.layers]
+        out = []
+        for stage in self.trunk.stages[: max(want) + 1]:
+            x = stage(x)
+            out.append(x)
+        return [out[k] for k in want]

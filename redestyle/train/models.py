@@ -3,6 +3,9 @@
 * ``tiny``: seeded random networks; the intrinsic generator is exactly ``zoo.build_models``'s tiny
   StyleGAN2 (same seed), so codes destylized with the tiny Re-Destyle pipeline live in its W+.
   The VGG19 is 4x narrower and the IR-SE50 sees 32 px crops (cheap on 2 CPU cores).
+* ``mini``: the tiny architectures with the miniature world's weights; the loss networks are the
+  world's own (``perceptual.pt`` for the VGG19 terms, ``idnet.pt`` for the ID term), as LPIPS and
+  the ID loss are replaced on mini elsewhere.
 * ``ffhq1024``: ``generator-pretrain.pt`` (``g``, ``d``, ``g_ema``; or any file of that layout, e.g.
   our own checkpoints) from the weights folder or ``ckpt``; VGG19 ImageNet weights
   (``vgg19-dcbb9e9d.pth``) and ``model_ir_se50.pth`` from the weights folder when present.
@@ -22,7 +25,12 @@ from torch import nn
 from .. import checkpoints as ck
 from ..config import Profile, get_profile
 from ..losses import VGG19Features
-from ..miniature.models import ID_NETWORK_LABEL, load_id_features
+from ..miniature.models import (
+    ID_NETWORK_LABEL,
+    VGG_STANDIN_LABEL,
+    load_id_features,
+    load_vgg_features,
+)
 from ..nets.dualstylegan import DualStyleGAN
 from ..nets.irse import Backbone, IDFeatures
 from ..nets.stylegan2 import Discriminator
@@ -101,8 +109,9 @@ def build_train_models(
     On ffhq1024 a missing
     ``vgg19-dcbb9e9d.pth`` or (``with_id``) ``model_ir_se50.pth`` is an error naming the file unless
     ``allow_random_loss_nets`` (then a seeded random VGG19 / no ID loss); ``loss_nets`` records it.
-    On mini the ID loss runs on the shipped in-world ID network (``idnet.pt``), on tiny on a seeded
-    random narrow IR-SE50.
+    On mini the ID loss runs on the shipped in-world ID network (``idnet.pt``) and the VGG19 losses on
+    the in-world perceptual trunk (``perceptual.pt``); on tiny on a seeded random narrow IR-SE50 and
+    VGG19.
     """
     profile = get_profile(profile)
     gc = profile.generator
@@ -150,8 +159,13 @@ def build_train_models(
                 log.warning("%s not found: training without the identity loss", ID_FILE)
             loss_nets["id"] = ID_FILE if id_features is not None else "none (no ID loss)"
     else:
-        vgg = seeded("vgg19", seed, lambda: VGG19Features(layers=VGG_LAYERS, width_divisor=4))
-        loss_nets["vgg19"] = f"random narrow VGG19 (seed {seed}, {profile.name} profile)"
+        if profile.weights == "shipped":
+            # mini: the in-world perceptual trunk (a random VGG19 reads nothing of the world's faces)
+            vgg = load_vgg_features(VGG_LAYERS)
+            loss_nets["vgg19"] = VGG_STANDIN_LABEL
+        else:
+            vgg = seeded("vgg19", seed, lambda: VGG19Features(layers=VGG_LAYERS, width_divisor=4))
+            loss_nets["vgg19"] = f"random narrow VGG19 (seed {seed}, {profile.name} profile)"
         id_features = None
         if with_id and profile.weights == "shipped":
             id_features = load_id_features()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from redestyle import zoo
 from redestyle.imaging import to_tensor
 from redestyle.miniature import perceptual, world
-from redestyle.miniature.models import PERCEPTUAL_LABEL, load_lpips
+from redestyle.miniature.models import (
+    ID_NETWORK_LABEL,
+    PERCEPTUAL_LABEL,
+    VGG_STANDIN_LABEL,
+    load_lpips,
+)
+from redestyle.train import models as train_models
 
 
 def _faces(n: int = 8, domain: str = "photo") -> torch.Tensor:
@@ -50,3 +57,28 @@ def test_the_mini_profile_runs_lpips_on_the_in_world_trunk():
     models = zoo.build_models("mini", methods=(), with_lpips=True)
     assert isinstance(models.lpips, perceptual.WorldLPIPS)
     assert models.loss_nets["lpips_vgg16"] == PERCEPTUAL_LABEL
+
+
+def test_trunk_features_are_the_trunk_stages_under_vgg19_names():
+    torch.manual_seed(0)
+    trunk = perceptual.Trunk()
+    feats = perceptual.TrunkFeatures(trunk, layers=("relu3_1", "relu1_1"))
+    x = _faces(2)
+    taps = trunk.eval().taps(x)
+    out = feats(x)
+    assert feats.layers == ("relu3_1", "relu1_1")
+    assert torch.equal(out[0], taps[2]) and torch.equal(out[1], taps[0])  # requested order, same resolution as VGG19
+    assert out[0].shape == (2, perceptual.WIDTHS[2], 16, 16)
+    feats.train()
+    assert not feats.trunk.training and not any(p.requires_grad for p in feats.parameters())
+    with pytest.raises(ValueError, match="relu3_2"):
+        perceptual.TrunkFeatures(trunk, layers=("relu3_2",))
+
+
+def test_the_mini_dualstylegan_losses_run_on_the_in_world_networks():
+    tm = train_models.build_train_models("mini", seed=0)
+    assert isinstance(tm.vgg, perceptual.TrunkFeatures) and tm.loss_nets["vgg19"] == VGG_STANDIN_LABEL
+    assert tm.loss_nets["id"] == ID_NETWORK_LABEL
+    # the shipped trunk, not a random one: the same features as the LPIPS network's
+    assert torch.equal(tm.vgg(_faces(2))[0], load_lpips().trunk.taps(_faces(2))[0])
+    assert tm.vgg.layers == train_models.VGG_LAYERS
