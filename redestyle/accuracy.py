@@ -5,7 +5,8 @@ Re-Destyle but sometimes entirely different faces with DualStyleGAN's optimizati
 (Fig. 4), and that expression and glasses are kept (Fig. 5). This module measures both:
 
 - **groups.** Portraits come in groups, one group per person (``{group: [n, 3, P, P]}``). With a
-  data folder, one sub-folder per identity (:func:`group_by_folder`); without one,
+  data folder, one sub-folder per person, ``<data_dir>/<person>/<portrait>``, at least 2 people
+  with at least 2 portraits each (:func:`group_by_folder`); without one,
   :func:`sample_groups` builds groups from real photos that exist offline (skimage's astronaut,
   matplotlib's Grace Hopper), each rendered as the photo plus :mod:`redestyle.data`'s three
   stylisations, optionally with generator samples rendered the same way (:func:`generated_photos`;
@@ -14,13 +15,18 @@ Re-Destyle but sometimes entirely different faces with DualStyleGAN's optimizati
   the W+ code that renders them). :func:`default_destylizers` wraps the baseline, Re-Destyle
   schedules and single-round ReStyle; :func:`identity_destylizer` returns the portraits (the
   "no destylization" reference, and a known answer for the tests).
-- **metrics** (:mod:`redestyle.metrics`): for each method, same-person consistency of the
-  destylized faces (mean within- vs across-group cosine similarity and the ROC AUC), with dlib's
-  face descriptor always and IR-SE50 when its weights exist; per-attribute mean absolute error of
-  expression / pose landmarks between portrait and face; a realism proxy (W+ distance to
-  ``latent_avg``; identity similarity of the face to its portrait); seconds per image. Faces dlib
-  cannot find are counted in the rows (``no_face``, ``n_failed``), never dropped silently.
-  ``latent_dist`` is descriptive only: truncation shrinks it by construction.
+- **metrics** (:mod:`redestyle.metrics`), per method, all on the same images:
+  same-person consistency *among the destylized faces* (mean within- vs across-person cosine
+  similarity and the ROC AUC of within- against across-person pairs), never similarity to the
+  stylised input (the portrait itself would win that by construction). The judge is dlib's
+  face-recognition network, which no method optimises; the baseline's ID-loss network (IR-SE50 on
+  ffhq1024) is reported apart as such (``*_irse_loss``). Per-attribute mean absolute error of
+  expression / pose landmarks between portrait and face (the paper's claim that expression is
+  kept; the portraits-as-faces row is its trivial 0). A realism proxy (W+ distance to
+  ``latent_avg``, descriptive only: truncation shrinks it by construction), seconds per image.
+  dlib's columns are computed on one set of images for every method, those in which dlib found
+  a face in every method's output (:func:`common_faces`); each method's own ``no_face`` count
+  and the common ``n_scored`` / ``n_pairs`` are in the rows.
 - **post-processing** as a factor (:data:`POSTPROCESSING`, :func:`protocol_destylizers`): the
   baseline's colour copy and truncation, applied to every method alike or to none; the held-out
   protocol judged by the oracle (``miniature.protocol``) takes its methods from there.
@@ -32,6 +38,7 @@ ship inside skimage and matplotlib (no user files, no downloads).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,17 +59,20 @@ from .nets.irse import Backbone, IDFeatures
 
 __all__ = [
     "CONSISTENCY_COLUMNS",
+    "LOSS_NETWORK_COLUMNS",
     "RETENTION_COLUMNS",
     "REGIONS",
     "AccuracyComparison",
     "Destylization",
     "Destylizer",
+    "FaceReadings",
     "MethodRun",
     "POSTPROCESSING",
     "PROTOCOL_SCHEDULES",
     "PostProcessing",
     "closeup_boxes",
     "closeup_rows",
+    "common_faces",
     "compare_destylizers",
     "crop_region",
     "default_destylizers",
@@ -73,6 +83,7 @@ __all__ = [
     "identity_destylizer",
     "protocol_destylizers",
     "random_id_features",
+    "read_faces",
     "run_destylizer",
     "sample_groups",
     "stylised_group",
@@ -160,12 +171,22 @@ def sample_groups(
     return groups
 
 
-def group_by_folder(images: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Group ``data.load_folder`` output by its first sub-folder: one sub-folder per identity.
+def group_by_folder(
+    images: Mapping[str, torch.Tensor], *, folder: str | os.PathLike = "data_dir"
+) -> dict[str, torch.Tensor]:
+    """Group ``data.load_folder`` output by its first sub-folder: one sub-folder per person.
 
-    images: ``{"<person>/<file>": [1, 3, P, P]}`` (names relative to the data folder, sorted).
-    Returns ``{person: [n, 3, P, P]}`` in name order. Files directly in the folder are an error:
-    their person is unknown.
+    The layout: ``<folder>/<person>/<portrait>`` (deeper folders belong to their first-level
+    person), at least 2 people and at least 2 portraits per person, as same-person consistency
+    needs both same-person and different-person pairs.
+
+    images: ``{"<person>/<file>": [1, 3, P, P]}`` (names relative to ``folder``, which names the
+    folder in the errors). Returns ``{person: [n, 3, P, P]}`` in name order.
+
+    Raises:
+        ValueError: one line ``<folder>: <problem>`` when images lie directly in ``folder`` (their
+            person is unknown), or the layout gives fewer than 2 people or a person with fewer
+            than 2 portraits.
     """
     grouped: dict[str, list[torch.Tensor]] = {}
     loose = []
@@ -175,11 +196,17 @@ def group_by_folder(images: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
             loose.append(name)
             continue
         grouped.setdefault(parts[0], []).append(images[name])
+    layout = "expected <folder>/<person>/<portrait>, >= 2 people with >= 2 portraits each"
     if loose:
-        raise ValueError(
-            f"{len(loose)} image(s) are not in a per-person sub-folder (e.g. {loose[0]!r}); "
-            "put each identity's portraits in their own sub-folder"
-        )
+        raise ValueError(f"{folder}: {len(loose)} image(s) directly in the folder, person unknown "
+                         f"(e.g. {loose[0]!r}); {layout}")
+    if len(grouped) < 2:
+        found = f"1 person ({next(iter(grouped))!r})" if grouped else "no images"
+        raise ValueError(f"{folder}: {found}; same-person consistency needs different people: {layout}")
+    single = [p for p, items in grouped.items() if len(items) < 2]
+    if single:
+        raise ValueError(f"{folder}: {len(single)} person(s) with 1 portrait (e.g. {single[0]!r}); "
+                         f"same-person consistency needs 2: {layout}")
     return {person: torch.cat(items) for person, items in grouped.items()}
 
 
@@ -377,97 +404,146 @@ def run_destylizer(destylizer: Destylizer, portraits: torch.Tensor, *, batch_siz
 
 
 # --------------------------------------------------------------------------------------------
-# metrics per method
+# metrics per method, every method on the same images
 
-#: Columns of the consistency / realism table (rows of :func:`compare_destylizers`).
+#: Columns of the consistency / realism table (rows of :func:`compare_destylizers`), judged by
+#: dlib's face-recognition network, which no method optimises.
 CONSISTENCY_COLUMNS = (
-    "method", "n_images", "no_face", "within_dlib", "across_dlib", "auc_dlib",
-    "within_irse", "across_irse", "auc_irse", "id_dlib", "id_irse", "latent_dist", "sec_per_image",
+    "method", "n_images", "no_face", "n_scored", "within_dlib", "across_dlib", "auc_dlib",
+    "latent_dist", "sec_per_image",
 )
+#: Columns measured with the baseline's ID-loss network (IR-SE50 on ffhq1024, the in-world
+#: identity network on mini): the baseline optimises it, so it is reported apart, never as judge.
+LOSS_NETWORK_COLUMNS = ("method", "n_images", "within_irse_loss", "across_irse_loss", "auc_irse_loss")
 #: Columns of the expression / attribute retention table.
-RETENTION_COLUMNS = ("method", "n", "n_failed", *(f"err_{a}" for a in metrics.ATTRIBUTES))
+RETENTION_COLUMNS = ("method", "no_face", "n_pairs", *(f"err_{a}" for a in metrics.ATTRIBUTES))
 
 
-def _nanmean(values: np.ndarray) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+@dataclass
+class FaceReadings:
+    """What dlib reads from N images: identity descriptors and landmark attributes."""
+
+    embeddings: np.ndarray  # [N, 128] float64 unit rows; NaN rows where no face was found
+    attributes: list[dict | None]  # N landmark attribute dicts (metrics.ATTRIBUTES); None: no face
+    failures: list[metrics.Failure]  # the images without a face (either reading)
+
+    @property
+    def found(self) -> np.ndarray:
+        """[N] bool: dlib found a face for both readings."""
+        return np.isfinite(self.embeddings).all(axis=1) & np.array([a is not None for a in self.attributes])
 
 
-def _consistency(embeddings: np.ndarray, group_of: Sequence[str]) -> dict[str, Any]:
+def read_faces(images: torch.Tensor, names: Sequence[str]) -> FaceReadings:
+    """dlib's readings of images [N, 3, S, S] in [-1, 1]: descriptor and 68-landmark attributes.
+
+    names: N names for the failure reports. Both readings detect with the same HOG detector, so
+    they fail on the same images; ``found`` requires both anyway.
+    """
+    emb, emb_failures = metrics.embed_faces(images, backend="dlib", names=names)
+    attrs, attr_failures = metrics.landmark_attributes(images, names=names)
+    seen = {f.index for f in emb_failures}
+    failures = sorted(emb_failures + [f for f in attr_failures if f.index not in seen], key=lambda f: f.index)
+    return FaceReadings(emb, attrs, failures)
+
+
+def common_faces(readings: Mapping[str, FaceReadings]) -> np.ndarray:
+    """The images every method is scored on: [N] bool, dlib found a face in every method's output.
+
+    readings: method -> :class:`FaceReadings` of its faces (all over the same N portraits). One
+    mask for all methods, so no mean or AUC is taken over a method's own, easier subset.
+    """
+    if not readings:
+        raise ValueError("no method readings to intersect")
+    masks = [r.found for r in readings.values()]
+    if len({m.shape for m in masks}) != 1:
+        raise ValueError(f"methods read different numbers of images: {sorted({m.shape[0] for m in masks})}")
+    return np.logical_and.reduce(masks)
+
+
+def _consistency(embeddings: np.ndarray, group_of: Sequence[str], keep: np.ndarray) -> dict[str, Any]:
+    """group_consistency of the rows ``keep`` only (the others are left out as missing)."""
     by_group: dict[str, list[np.ndarray]] = {}
-    for emb, group in zip(embeddings, group_of):
-        by_group.setdefault(group, []).append(emb)
+    for emb, group, kept in zip(embeddings, group_of, keep):
+        by_group.setdefault(group, []).append(emb if kept else np.full_like(emb, np.nan))
     return metrics.group_consistency({g: np.stack(e) for g, e in by_group.items()})
 
 
 def evaluate_method(
     name: str,
     run: MethodRun,
-    portraits: torch.Tensor,
     group_of: Sequence[str],
     *,
-    names: Sequence[str],
+    readings: FaceReadings,
+    portrait: FaceReadings,
+    scored: np.ndarray,
     latent_avg: torch.Tensor | None = None,
     id_embed: metrics.EmbedFn | None = None,
-    portrait_embeddings: Mapping[str, np.ndarray] | None = None,
-    portrait_attributes: Sequence[dict | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Metrics of one method's faces against their portraits.
+    """Metrics of one method's faces, on the images ``scored`` (the same for every method).
 
-    run: the method's faces [N, 3, S, S]; portraits: [N, 3, P, P]; group_of: N group names
-    (the person of each portrait); names: N image names for failure reports; latent_avg:
-    [n_latent, D] for the latent distance (NaN without codes); id_embed: IR-SE50 features
-    ([B, 3, 256, 256] -> [B, 512]) or None (its columns are NaN); ``portrait_*``: precomputed
-    dlib / IR-SE50 embeddings and landmark attributes of the portraits (computed here if None).
+    run: the method's faces [N, 3, S, S] (and W+ codes, time); group_of: N person names;
+    readings / portrait: dlib's :class:`FaceReadings` of the faces / of the portraits; scored:
+    [N] bool, the images every compared method kept a face in (:func:`common_faces`); latent_avg:
+    [n_latent, D] for the latent distance (NaN without codes); id_embed: the baseline's ID-loss
+    network ([B, 3, 256, 256] -> [B, D]: IR-SE50 or the in-world one) or None (its columns NaN).
 
-    Returns ``(row, details)``: row has the keys of :data:`CONSISTENCY_COLUMNS` and
-    :data:`RETENTION_COLUMNS`: ``no_face`` = faces dlib found no face in (left out of the dlib
-    columns), ``within_* / across_* / auc_*`` = :func:`redestyle.metrics.group_consistency` of the
-    faces, ``id_*`` = mean cosine similarity face vs its portrait, ``latent_dist`` = mean W+
-    distance to ``latent_avg``, ``n`` / ``n_failed`` = portrait-face pairs compared / left out of
-    the retention errors ``err_<attribute>`` (degrees for yaw / pitch / roll); details holds the consistency dicts, per-image identity
-    similarities, the retention dict and the dlib :class:`~redestyle.metrics.Failure` list of
-    the faces.
+    Consistency is measured among the method's faces (same-person pairs against pairs of
+    different people), never against the stylised input: a method that returns the portraits
+    scores the portraits' own consistency, which destylization should raise. Returns
+    ``(row, details)``, row with the keys of :data:`CONSISTENCY_COLUMNS`,
+    :data:`LOSS_NETWORK_COLUMNS` and :data:`RETENTION_COLUMNS`:
+
+    - ``no_face``: images in which dlib found no face in this method's output (its own count);
+      ``n_scored``: ``scored.sum()``, the images behind every dlib column of every method;
+    - ``within_dlib / across_dlib / auc_dlib``: :func:`redestyle.metrics.group_consistency` of
+      the dlib descriptors on the scored images (judge: dlib's network, optimised by no method);
+    - ``*_irse_loss``: the same with ``id_embed``, on all ``n_images`` (it needs no detection, so
+      every method has every image): the baseline optimises this network, hence not a judge;
+    - ``latent_dist``: mean W+ distance to ``latent_avg`` (descriptive: truncation shrinks it);
+    - ``n_pairs`` / ``err_<attribute>``: the scored images where the portrait has a face too,
+      and the mean absolute error portrait vs face of each landmark attribute there (degrees for
+      yaw / pitch / roll). This is the paper's claim (expression and pose kept); a method that
+      returns the portraits (the notebook's ``"portraits (input)"`` row) scores 0 by
+      construction: a reference, not a competitor.
+
+    details: ``{"consistency": {"dlib": ..., "irse_loss": ...}, "retention":
+    metrics.attribute_errors output, "failures": this method's dlib Failures}``.
     """
-    n = portraits.shape[0]
-    if run.faces.shape[0] != n or len(group_of) != n or len(names) != n:
-        raise ValueError(f"{run.faces.shape[0]} faces, {len(group_of)} groups, {len(names)} names for {n} portraits")
-    backends: dict[str, str | metrics.EmbedFn] = {"dlib": "dlib"}
+    n = run.faces.shape[0]
+    scored = np.asarray(scored, dtype=bool)
+    if len(group_of) != n or scored.shape != (n,) or readings.embeddings.shape[0] != n \
+            or portrait.embeddings.shape[0] != n:
+        raise ValueError(f"{n} faces, {len(group_of)} groups, {scored.shape} mask, "
+                         f"{readings.embeddings.shape[0]} / {portrait.embeddings.shape[0]} readings")
+    if (scored & ~readings.found).any():
+        raise ValueError(f"{name}: the scored mask holds images without a face in this method's output")
+    row: dict[str, Any] = {"method": name, "n_images": n, "no_face": len(readings.failures),
+                           "n_scored": int(scored.sum())}
+    details: dict[str, Any] = {"consistency": {}, "failures": readings.failures}
+    cons = _consistency(readings.embeddings, group_of, scored)
+    details["consistency"]["dlib"] = cons
+    row.update(within_dlib=cons["within_mean"], across_dlib=cons["across_mean"], auc_dlib=cons["auc"])
     if id_embed is not None:
-        backends["irse"] = id_embed
-    portrait_embeddings = dict(portrait_embeddings or {})
-    row: dict[str, Any] = {"method": name, "n_images": n}
-    details: dict[str, Any] = {"consistency": {}, "id_similarity": {}}
-    face_names = [f"{x} (destylized)" for x in names]
-    for key, backend in backends.items():
-        emb, failures = metrics.embed_faces(run.faces, backend=backend, names=face_names)
-        if key not in portrait_embeddings:
-            portrait_embeddings[key], _ = metrics.embed_faces(portraits, backend=backend, names=list(names))
-        cons = _consistency(emb, group_of)
-        sims = np.einsum("nd,nd->n", emb, portrait_embeddings[key])  # unit rows: cosines, NaN if missing
-        details["consistency"][key] = cons
-        details["id_similarity"][key] = sims
-        row.update({f"within_{key}": cons["within_mean"], f"across_{key}": cons["across_mean"],
-                    f"auc_{key}": cons["auc"], f"id_{key}": _nanmean(sims)})
-        if key == "dlib":
-            row["no_face"] = len(failures)
-            details["failures"] = failures
-    for key in ("irse",):
-        if key not in backends:
-            row.update({f"within_{key}": math.nan, f"across_{key}": math.nan, f"auc_{key}": math.nan,
-                        f"id_{key}": math.nan})
+        emb, _ = metrics.embed_faces(run.faces, backend=id_embed)
+        loss = _consistency(emb, group_of, np.ones(n, dtype=bool))
+        details["consistency"]["irse_loss"] = loss
+        row.update(within_irse_loss=loss["within_mean"], across_irse_loss=loss["across_mean"],
+                   auc_irse_loss=loss["auc"])
+    else:
+        row.update(within_irse_loss=math.nan, across_irse_loss=math.nan, auc_irse_loss=math.nan)
     if run.w_plus is not None and latent_avg is not None:
         row["latent_dist"] = float(metrics.latent_distance_to_avg(run.w_plus, latent_avg).mean())
     else:
         row["latent_dist"] = math.nan
     row["sec_per_image"] = run.sec_per_image
-    # Expression / pose retention: the portraits' landmarks once, the faces' per method.
-    if portrait_attributes is None:
-        portrait_attributes, _ = metrics.landmark_attributes(portraits, names=list(names))
-    face_attributes, _ = metrics.landmark_attributes(run.faces, names=face_names)
-    retention = metrics.attribute_errors(portrait_attributes, face_attributes)
+    # Retention on the scored images whose portrait dlib reads too (the same pairs for everyone).
+    pairs = scored & portrait.found
+    retention = metrics.attribute_errors(
+        [a if keep else None for a, keep in zip(portrait.attributes, pairs)],
+        [a if keep else None for a, keep in zip(readings.attributes, pairs)],
+    )
     details["retention"] = retention
-    row.update({"n": retention["n"], "n_failed": retention["n_failed"]})
+    row["n_pairs"] = retention["n"]
     row.update({f"err_{a}": v for a, v in retention["mean_abs_error"].items()})
     return row, details
 
@@ -481,13 +557,22 @@ class AccuracyComparison:
     names: list[str]  # "<group>/<index>" per portrait
     portraits: torch.Tensor  # [N, 3, P, P]
     runs: dict[str, MethodRun]  # method -> faces, codes, time
-    rows: list[dict]  # one per method (CONSISTENCY_COLUMNS + RETENTION_COLUMNS keys)
+    rows: list[dict]  # one per method (CONSISTENCY_, LOSS_NETWORK_ and RETENTION_COLUMNS keys)
+    scored: np.ndarray  # [N] bool: dlib found a face in every method's output (common_faces)
+    pairs: np.ndarray  # [N] bool: scored and dlib found a face in the portrait (retention)
     details: dict[str, dict] = field(default_factory=dict)  # method -> evaluate_method details
 
     def faces(self, method: str, group: str) -> torch.Tensor:
         """The faces of one group by one method: [n_g, 3, S, S]."""
         index = [i for i, g in enumerate(self.group_of) if g == group]
         return self.runs[method].faces[index]
+
+    def counts(self) -> str:
+        """One line: how many images every row is scored on, and which methods lost faces."""
+        lost = ", ".join(f"{r['method']} {r['no_face']}" for r in self.rows if r["no_face"]) or "none"
+        return (f"scored on {int(self.scored.sum())} of {len(self.names)} images, the same for every "
+                f"method (dlib found a face in every method's output; no face: {lost}); retention on "
+                f"{int(self.pairs.sum())} of them (a face in the portrait too)")
 
 
 def compare_destylizers(
@@ -502,28 +587,36 @@ def compare_destylizers(
 
     destylizers: display name -> :data:`Destylizer`; groups: person -> portraits
     [n_g, 3, P, P] in [-1, 1] (same P, on the destylizers' device); latent_avg: [n_latent, D]
-    for the realism proxy; id_embed: IR-SE50 features (e.g. ``models.id_features``) or None;
-    batch_size: portraits per destylizer call (the baseline still optimises each image on its own).
-    The portraits' embeddings and landmarks are computed once and shared by all methods.
+    for the realism proxy; id_embed: the baseline's ID-loss network (e.g. ``models.id_features``),
+    reported apart (:data:`LOSS_NETWORK_COLUMNS`), or None; batch_size: portraits per destylizer
+    call (the baseline still optimises each image on its own).
+
+    Every method runs first; then :func:`common_faces` picks, once for all, the images in which
+    dlib found a face in every method's output, and every dlib column of every row is computed
+    on exactly those (retention: those whose portrait has a face too). A method that loses a
+    face thereby removes that image for everyone, and its ``no_face`` count says so.
     """
     if not groups:
         raise ValueError("no portrait groups")
     group_of = [g for g, imgs in groups.items() for _ in range(imgs.shape[0])]
     names = [f"{g}/{i}" for g, imgs in groups.items() for i in range(imgs.shape[0])]
     portraits = torch.cat(list(groups.values()))
-    emb = {"dlib": metrics.embed_faces(portraits, backend="dlib", names=names)[0]}
-    if id_embed is not None:
-        emb["irse"] = metrics.embed_faces(portraits, backend=id_embed, names=names)[0]
-    attrs, _ = metrics.landmark_attributes(portraits, names=names)
-    runs, rows, details = {}, [], {}
-    for name, destylizer in destylizers.items():
-        runs[name] = run_destylizer(destylizer, portraits, batch_size=batch_size)
-        row, info = evaluate_method(name, runs[name], portraits, group_of, names=names,
-                                    latent_avg=latent_avg, id_embed=id_embed,
-                                    portrait_embeddings=emb, portrait_attributes=attrs)
+    portrait = read_faces(portraits, names)
+    runs = {name: run_destylizer(d, portraits, batch_size=batch_size) for name, d in destylizers.items()}
+    face_names = [f"{x} (destylized)" for x in names]
+    readings = {}
+    for name, run in runs.items():
+        same = run.faces.shape == portraits.shape and torch.equal(run.faces, portraits)
+        readings[name] = portrait if same else read_faces(run.faces, face_names)  # dlib is slow at 1024
+    scored = common_faces(readings) if readings else np.zeros(len(names), dtype=bool)
+    rows, details = [], {}
+    for name, run in runs.items():
+        row, info = evaluate_method(name, run, group_of, readings=readings[name], portrait=portrait,
+                                    scored=scored, latent_avg=latent_avg, id_embed=id_embed)
         rows.append(row)
         details[name] = info
-    return AccuracyComparison(dict(groups), group_of, names, portraits, runs, rows, details)
+    return AccuracyComparison(dict(groups), group_of, names, portraits, runs, rows, scored,
+                              scored & portrait.found, details)
 
 
 # --------------------------------------------------------------------------------------------

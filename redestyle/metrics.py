@@ -8,7 +8,8 @@ Fig. 5 (expression kept), all pure functions over arrays or tensors:
   ``dlib.face_recognition_model_v1`` expects), or from any ``[B, 3, 256, 256] in [-1, 1] ->
   [B, D]`` embedding function, e.g. IR-SE50 ArcFace through :func:`irse50_embedder`;
 - same-person consistency: mean within-group vs across-group cosine similarity and the ROC AUC
-  of within- against across-group pairs (Mann-Whitney U, ties counted one half);
+  of within- against across-group pairs (Mann-Whitney U, ties counted one half), among the
+  destylized faces (:mod:`redestyle.accuracy` judges with dlib, which no method optimises);
 - expression / attribute retention from dlib's 68 landmarks (mouth opening and width, eye
   aspect ratio, head yaw / pitch / roll);
 - a realism proxy: distance of W+ codes to ``latent_avg``.
@@ -270,7 +271,11 @@ def paired_identity_similarity(
     backend: str | EmbedFn = "dlib",
     names: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, list[Failure]]:
-    """Cosine similarity of each portrait with its destylized face (Fig. 4 / realism proxy).
+    """Cosine similarity of each source image with its output (e.g. an encoder's reconstruction).
+
+    Right where the source is the target (reconstructing a photo, notebook 01). Not a measure
+    of destylization: there the source is the stylised portrait, which itself would score 1, so
+    :mod:`redestyle.accuracy` measures consistency among the destylized faces instead.
 
     Returns:
         similarity: float64 [N] in [-1, 1]; NaN where either image has no detected face.
@@ -569,6 +574,10 @@ def realism_proxy(
     backend: str | EmbedFn = "dlib",
 ) -> dict[str, Any]:
     """Latent distance to ``latent_avg`` and, optionally, identity kept from the portraits.
+
+    The identity term (:func:`paired_identity_similarity`) rewards a face that stays close to
+    its portrait, so returning the portrait unchanged maximises it: describe with it, do not rank
+    destylizers by it.
 
     Args:
         w_plus: [B, L, 512] destylized codes; latent_avg: [512] or [L, 512].

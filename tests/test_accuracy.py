@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from redestyle import accuracy, experiments, metrics, zoo
+from redestyle import accuracy, data, experiments, metrics, zoo
 from redestyle import destylize as ds
 from redestyle.data import sample_portraits
 from redestyle.inversion import restyle
@@ -55,28 +56,31 @@ def test_group_design_known_consistency_and_failures():
     out = accuracy.compare_destylizers({"identity": accuracy.identity_destylizer, "collapse": all_red},
                                        groups, id_embed=mean_colour, batch_size=3)
     ident, collapse = out.rows
-    assert ident["within_irse"] == pytest.approx(-1 / 3)
-    assert ident["across_irse"] == pytest.approx(1 / 3)
+    # The loss network needs no detection: every image of every method, here all 4.
+    assert ident["within_irse_loss"] == pytest.approx(-1 / 3)
+    assert ident["across_irse_loss"] == pytest.approx(1 / 3)
     # AUC: each within pair (-1/3) loses to 2 across pairs (1) and ties 2 (-1/3): (0+0+.5+.5)/4.
-    assert ident["auc_irse"] == pytest.approx(0.25)
-    assert ident["id_irse"] == pytest.approx(1.0)
-    assert collapse["within_irse"] == pytest.approx(1.0) and collapse["across_irse"] == pytest.approx(1.0)
-    assert collapse["auc_irse"] == pytest.approx(0.5)  # all ties: indistinguishable
-    assert collapse["id_irse"] == pytest.approx((1 - 1 / 3) / 2)  # red->red 1, green->red -1/3
+    assert ident["auc_irse_loss"] == pytest.approx(0.25)
+    assert collapse["within_irse_loss"] == pytest.approx(1.0) and collapse["across_irse_loss"] == pytest.approx(1.0)
+    assert collapse["auc_irse_loss"] == pytest.approx(0.5)  # all ties: indistinguishable
+    assert out.details["collapse"]["consistency"]["irse_loss"]["n_embeddings"] == 4
     for row in out.rows:  # flat colours hold no face: every dlib measurement fails, counted
         assert row["n_images"] == 4 and row["no_face"] == 4
-        assert row["n"] == 0 and row["n_failed"] == 4
-        assert math.isnan(row["auc_dlib"]) and math.isnan(row["id_dlib"])
+        assert row["n_scored"] == 0 and row["n_pairs"] == 0
+        assert math.isnan(row["auc_dlib"]) and math.isnan(row["within_dlib"])
         assert math.isnan(row["err_yaw"]) and math.isnan(row["latent_dist"])
+        assert not any(k.startswith("id_") for k in row)  # no face-vs-own-portrait column
     assert len(out.details["identity"]["failures"]) == 4
     assert out.group_of == ["a", "a", "b", "b"] and out.names == ["a/0", "a/1", "b/0", "b/1"]
+    assert not out.scored.any() and not out.pairs.any()
+    assert out.counts().startswith("scored on 0 of 4 images, the same for every method")
 
 
 # ---------------------------------------------------------------------------------------------
-# real faces: the identity destylizer is perfect, blanked faces are failures
+# real faces: one set of scored images for every method; the portraits win nothing by construction
 
 
-def test_identity_destylizer_on_real_faces_is_perfect_and_blanks_are_counted(real_groups):
+def test_every_method_is_scored_on_the_images_all_methods_kept(real_groups):
     def blank_first(x):  # blank the first portrait of every batch (batch_size=2: images 0, 2, 4, 6)
         faces = x.clone()
         faces[0] = 0
@@ -86,20 +90,63 @@ def test_identity_destylizer_on_real_faces_is_perfect_and_blanks_are_counted(rea
                                        real_groups, batch_size=2)
     ident, blank = out.rows
     n = sum(g.shape[0] for g in real_groups.values())
-    assert n == 8 and ident["n_images"] == n
-    assert ident["no_face"] == 0 and ident["n"] == n and ident["n_failed"] == 0
-    assert ident["id_dlib"] == pytest.approx(1.0, abs=1e-9)
-    for attribute in metrics.ATTRIBUTES:
-        assert ident[f"err_{attribute}"] == 0.0
-    # Two people, four portraits each: the AUC is that of the portraits' own embeddings.
-    emb, _ = metrics.embed_faces(out.portraits)
-    want = metrics.group_consistency({"astronaut": emb[:4], "grace_hopper": emb[4:]})
-    assert ident["auc_dlib"] == pytest.approx(want["auc"])
-    assert ident["within_dlib"] > ident["across_dlib"]
-    assert blank["no_face"] == 4 and blank["n"] == 4 and blank["n_failed"] == 4
-    assert blank["id_dlib"] == pytest.approx(1.0, abs=1e-9)  # over the faces found
+    assert n == 8 and ident["n_images"] == blank["n_images"] == n
+    # Each method's own losses are shown; the blanked images are left out for every method.
+    assert ident["no_face"] == 0 and blank["no_face"] == 4
     assert {f.index for f in out.details["blank"]["failures"]} == {0, 2, 4, 6}
-    assert blank["err_mouth_open"] == 0.0
+    assert out.scored.tolist() == [False, True] * 4 and out.pairs.tolist() == out.scored.tolist()
+    for row in out.rows:
+        assert row["n_scored"] == 4 and row["n_pairs"] == 4
+        assert out.details[row["method"]]["consistency"]["dlib"]["n_embeddings"] == 4
+    # On the kept images the blank method's faces are the portraits: every dlib number agrees,
+    # which it could not if the identity row were scored on all 8 images.
+    for column in ("within_dlib", "across_dlib", "auc_dlib", *(f"err_{a}" for a in metrics.ATTRIBUTES)):
+        assert blank[column] == pytest.approx(ident[column], abs=1e-12), column
+    emb, _ = metrics.embed_faces(out.portraits)
+    kept = metrics.group_consistency({"astronaut": emb[[1, 3]], "grace_hopper": emb[[5, 7]]})
+    everything = metrics.group_consistency({"astronaut": emb[:4], "grace_hopper": emb[4:]})
+    assert ident["within_dlib"] == pytest.approx(kept["within_mean"])
+    assert ident["within_dlib"] != pytest.approx(everything["within_mean"])
+    for attribute in metrics.ATTRIBUTES:
+        assert ident[f"err_{attribute}"] == 0.0  # the portraits-as-faces reference: 0 by construction
+    assert "scored on 4 of 8 images, the same for every method" in out.counts()
+    assert "no face: blank 4" in out.counts()
+
+
+def test_common_faces_is_one_mask_for_all_methods():
+    def reading(found):
+        emb = np.where(np.array(found)[:, None], 1.0, np.nan) * np.ones((len(found), 128))
+        return accuracy.FaceReadings(emb, [{} if f else None for f in found], [])
+
+    mask = accuracy.common_faces({"a": reading([1, 1, 0, 1]), "b": reading([1, 0, 1, 1])})
+    assert mask.tolist() == [True, False, False, True]
+    with pytest.raises(ValueError, match="different numbers of images"):
+        accuracy.common_faces({"a": reading([1, 1]), "b": reading([1, 1, 1])})
+
+
+def test_the_portraits_win_no_consistency_column_by_construction(real_groups):
+    """The ideal destylizer (each person's true photo for every portrait) beats the portraits.
+
+    The removed ``id_dlib`` column (face vs its own portrait) scored the portraits 1.0 and the
+    ideal answer less; consistency among the faces ranks them the right way round."""
+    photos = {g: imgs[0] for g, imgs in real_groups.items()}  # sample_groups: the photo comes first
+
+    def true_photo(x):
+        out = [next(photos[g] for g, imgs in real_groups.items() if any(torch.equal(p, q) for q in imgs))
+               for p in x]
+        return accuracy.Destylization(torch.stack(out), None)
+
+    out = accuracy.compare_destylizers({"portraits (input)": accuracy.identity_destylizer,
+                                        "true photo": true_photo}, real_groups, batch_size=4)
+    ident, answer = out.rows
+    assert ident["n_scored"] == answer["n_scored"] == 8
+    assert set(accuracy.CONSISTENCY_COLUMNS).isdisjoint({"id_dlib", "id_irse"})
+    assert answer["within_dlib"] == pytest.approx(1.0) and ident["within_dlib"] < 0.99
+    assert answer["auc_dlib"] == 1.0 and answer["auc_dlib"] >= ident["auc_dlib"]
+    assert answer["across_dlib"] < answer["within_dlib"]
+    # What the old column measured: the portraits score 1 against themselves, the answer less.
+    sims, _ = metrics.paired_identity_similarity(out.portraits, out.runs["true photo"].faces)
+    assert np.nanmean(sims) < 0.999
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,10 +160,11 @@ def test_default_destylizers_rows_cover_every_method(tiny_models):
     out = accuracy.compare_destylizers(destylizers, groups, latent_avg=tiny_models.latent_avg,
                                        id_embed=mean_colour, batch_size=4)
     assert [r["method"] for r in out.rows] == list(destylizers)
+    columns = {*accuracy.CONSISTENCY_COLUMNS, *accuracy.LOSS_NETWORK_COLUMNS, *accuracy.RETENTION_COLUMNS}
     for row in out.rows:
-        assert set(accuracy.CONSISTENCY_COLUMNS) | set(accuracy.RETENTION_COLUMNS) <= set(row)
+        assert columns <= set(row)
         assert math.isfinite(row["latent_dist"]) and row["latent_dist"] >= 0
-        assert math.isfinite(row["auc_irse"]) and row["sec_per_image"] > 0
+        assert math.isfinite(row["auc_irse_loss"]) and row["sec_per_image"] > 0
         assert out.runs[row["method"]].faces.shape == (4, 3, 64, 64)
     table = experiments.format_table(out.rows, accuracy.CONSISTENCY_COLUMNS, digits=3)
     assert all(name in table for name in destylizers)
@@ -195,12 +243,40 @@ def test_sample_groups_are_the_bundled_samples_and_deterministic(real_groups, ti
 
 def test_group_by_folder():
     img = {f"{p}/{i}.png": torch.full((1, 3, 4, 4), float(k)) for k, (p, i) in
-           enumerate([("bob", 1), ("ann", 2), ("ann", 1)])}
+           enumerate([("bob", 1), ("ann", 2), ("ann", 1), ("bob", 2)])}
     groups = accuracy.group_by_folder(img)
     assert list(groups) == ["ann", "bob"]
     assert groups["ann"][:, 0, 0, 0].tolist() == [2.0, 1.0]  # name order: ann/1, ann/2
-    with pytest.raises(ValueError, match="sub-folder"):
-        accuracy.group_by_folder({"loose.png": torch.zeros(1, 3, 4, 4)})
+
+
+@pytest.mark.parametrize("names, problem", [
+    (["loose.png", "ann/1.png", "ann/2.png"], "1 image(s) directly in the folder, person unknown (e.g. 'loose.png')"),
+    ([], "no images; same-person consistency needs different people"),
+    (["ann/1.png", "ann/2.png"], "1 person ('ann'); same-person consistency needs different people"),
+    (["ann/1.png", "ann/2.png", "bob/1.png"], "1 person(s) with 1 portrait (e.g. 'bob'); same-person consistency needs 2"),
+])
+def test_group_by_folder_layout_errors_name_the_folder(names, problem):
+    images = {n: torch.zeros(1, 3, 4, 4) for n in names}
+    with pytest.raises(ValueError) as err:
+        accuracy.group_by_folder(images, folder="/data/cartoon")
+    message = str(err.value)
+    assert message.startswith(f"/data/cartoon: {problem}") and "\n" not in message
+    assert message.endswith("expected <folder>/<person>/<portrait>, >= 2 people with >= 2 portraits each")
+
+
+def test_group_by_folder_reads_the_layout_from_disk(tmp_path):
+    """data.load_folder + group_by_folder, as notebook 03 with data_dir (files of any depth)."""
+    for i, name in enumerate(["ann/a.png", "ann/extra/b.png", "bob/c.jpg", "bob/d.png"]):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(tmp_path / name)
+    images, unreadable = data.load_folder(tmp_path, size=4)
+    groups = accuracy.group_by_folder(images, folder=tmp_path)
+    assert unreadable == {} and {k: v.shape[0] for k, v in groups.items()} == {"ann": 2, "bob": 2}
+    (tmp_path / "bob" / "d.png").unlink()
+    images, _ = data.load_folder(tmp_path, size=4)
+    with pytest.raises(ValueError) as err:
+        accuracy.group_by_folder(images, folder=tmp_path)
+    assert str(err.value).startswith(f"{tmp_path}: 1 person(s) with 1 portrait (e.g. 'bob')")
 
 
 def test_run_destylizer_batches_and_times():
