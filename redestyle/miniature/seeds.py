@@ -20,7 +20,8 @@ EVALUATION = range(0, 1_000_000)
 #: Seeds of training streams: ``TRAINING.start + STREAMS[stream] + seed``.
 TRAINING = range(1_000_000, 2_000_000)
 #: Offset of each training stream inside TRAINING (a run's ``--seed`` indexes inside its stream).
-STREAMS = {"photo": 0, "portrait": 100_000, "generator_sup": 200_000, "idnet": 300_000}
+STREAMS = {"photo": 0, "portrait": 100_000, "generator_sup": 200_000, "idnet": 300_000,
+           "dsg_style": 400_000}  # dsg_style: the style set of DualStyleGAN's §4.4 runs (supervision.py)
 STREAM_SPAN = 100_000
 #: The evaluation sets the notebooks and ``world``'s defaults use (name -> seed).
 EVALUATION_SETS = {
@@ -32,6 +33,7 @@ EVALUATION_SETS = {
     "ReStyle held-out photo renders": 2000,
     "ID network verification: held-out identities (idnet.EVAL_SEED)": 3000,
     "person_set: held-out accuracy protocol, 30 x 4 (protocol.EVAL_SEED)": 4000,
+    "DualStyleGAN supervision: exemplar portraits": 5000,
 }
 #: Data seeds of the stages shipped before this table (reproduced with ``--data-seed 0``).
 LEGACY_DATA_SEEDS = {"photo": 0, "portrait": 1}
