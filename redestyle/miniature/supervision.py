@@ -37,7 +37,9 @@ oracle, which no method optimises:
 - ``identity_shape``: the same over the 7 geometric parameters only (head and feature shapes): at
   colour weight 1 the colours are meant to follow the exemplar;
 - ``exemplar_colour``: error of the destylized output's skin and hair colours against the
-  exemplar's true colours (the colour path T_c transfers them);
+  destylized exemplar's, both read by the oracle (the colour path T_c transfers them; the
+  portrait domain snaps colours to its palette, so the exemplar's true parameters are not what a
+  destylizer can recover: the destylized exemplar is the attainable answer, and a copy scores 0);
 - ``style_fd``: Fréchet distance of the outputs themselves to :data:`N_REFERENCE` portrait renders on
   the oracle's features projected onto the portrait renders' top principal components (as
   ``protocol``'s realism distance, in the portrait domain): how much the outputs look like the
@@ -324,14 +326,15 @@ def _mae(pred: np.ndarray, truth: np.ndarray, names) -> np.ndarray:
 
 
 def supervision_statistics(output_features: np.ndarray, face_vectors: np.ndarray, content_truth: np.ndarray,
-                           exemplar_truth: np.ndarray, reference: protocol.RealismReference) -> dict[str, stats.Statistic]:
+                           exemplar_vectors: np.ndarray, reference: protocol.RealismReference) -> dict[str, stats.Statistic]:
     """Each metric of :data:`METRICS` as a function of content-identity counts ([B, C] -> [B]).
 
     Rows are content-major (row c * E + e: content c, exemplar e). output_features: the oracle's
     features of the outputs [C * E, 128]; face_vectors: its reading of their destylized faces
-    [C * E, 22]; content_truth [C, 22], exemplar_truth [E, 22]: true vectors.
+    [C * E, 22]; content_truth [C, 22]: the contents' true vectors; exemplar_vectors [E, 22]: the
+    oracle's reading of the destylized exemplars (the colour answer).
     """
-    n_c, n_e = len(content_truth), len(exemplar_truth)
+    n_c, n_e = len(content_truth), len(exemplar_vectors)
     if len(face_vectors) != n_c * n_e or len(output_features) != n_c * n_e:
         raise ValueError(f"{n_c} contents x {n_e} exemplars need {n_c * n_e} rows, got "
                          f"{len(face_vectors)} readings and {len(output_features)} feature rows")
@@ -339,7 +342,7 @@ def supervision_statistics(output_features: np.ndarray, face_vectors: np.ndarray
     exemplar = np.tile(np.arange(n_e), n_c)
     pred = orc.normalise(face_vectors).astype(np.float64)
     c_true = orc.normalise(content_truth).astype(np.float64)[content]
-    e_true = orc.normalise(exemplar_truth).astype(np.float64)[exemplar]
+    e_true = orc.normalise(exemplar_vectors).astype(np.float64)[exemplar]
     per_row = {"identity": _mae(pred, c_true, orc.IDENTITY), "identity_shape": _mae(pred, c_true, _SHAPE),
                "exemplar_colour": _mae(pred, e_true, _COLOUR)}
     out = {k: stats.weighted_mean(v.reshape(n_c, n_e).mean(1)) for k, v in per_row.items()}
@@ -362,18 +365,21 @@ class SupervisionResult:
 
 
 def evaluate_supervision(outputs_by_method: Mapping[str, Tensor], destylize: Callable[[Tensor], Tensor],
-                         content_truth: np.ndarray, exemplar_truth: np.ndarray, oracle: orc.AttributeRegressor, *,
+                         content_truth: np.ndarray, exemplar_portraits: Tensor, oracle: orc.AttributeRegressor, *,
                          reference: protocol.RealismReference | None = None, baseline: str | None = "baseline",
                          n_resamples: int = stats.N_RESAMPLES, seed: int = 0, level: float = 0.95) -> SupervisionResult:
     """Score each method's style-transfer outputs (module docstring) with intervals over content identities.
 
     outputs_by_method: name -> [C, E, 3, S, S] in [-1, 1] (:func:`transfer_outputs`; the same contents
     and exemplars for every method); destylize: images [N, 3, S, S] -> destylized faces [N, 3, S', S']
-    (one destylizer for every method, e.g. Re-Destyle 5-3-1); reference: :func:`portrait_reference`
+    (one destylizer for every method, e.g. Re-Destyle 5-3-1); content_truth: true vectors [C, 22];
+    exemplar_portraits: [E, 3, S, S] (destylized and read once: the colour answer); reference: :func:`portrait_reference`
     (None: built with its defaults). Paired rows: each method minus ``baseline`` on the same resamples.
     """
-    n_c, n_e = len(content_truth), len(exemplar_truth)
+    n_c, n_e = len(content_truth), len(exemplar_portraits)
     reference = reference if reference is not None else portrait_reference(oracle)
+    with torch.no_grad():
+        exemplar_vectors = protocol.read_faces(oracle, destylize(exemplar_portraits)).vectors
     counts = stats.bootstrap_counts(n_c, n_resamples=n_resamples, seed=seed)
     per_method = {}
     for name, outputs in outputs_by_method.items():
@@ -385,7 +391,7 @@ def evaluate_supervision(outputs_by_method: Mapping[str, Tensor], destylize: Cal
             faces = destylize(flat)
         per_method[name] = supervision_statistics(protocol.read_faces(oracle, flat).features,
                                                   protocol.read_faces(oracle, faces).vectors,
-                                                  content_truth, exemplar_truth, reference)
+                                                  content_truth, exemplar_vectors, reference)
     rows = [{"method": m, "metric": k, **stats.estimate(stat[k], counts, level=level), "better": METRICS[k][0]}
             for m, stat in per_method.items() for k in METRICS]
     paired = []
@@ -418,20 +424,30 @@ def content_codes(kind: str, models, photos: Tensor) -> Tensor:
 
 def measure(generators: Mapping[str, torch.nn.Module], models, *, n_people: int = protocol.N_PEOPLE,
             n_exemplars: int = N_EXEMPLARS, n_reference: int = N_REFERENCE, n_resamples: int = stats.N_RESAMPLES,
-            seed: int = 0) -> SupervisionResult:
+            seed: int = 0, reference_rows: bool = True) -> SupervisionResult:
     """The §4.4 comparison of fine-tuned generators (kind -> DualStyleGAN, each fine-tuned on that kind's
     codes): contents = the true photo of the first portrait of each of ``n_people`` held-out identities
     (``protocol.heldout_set``), exemplars = :func:`exemplars`, each encoded as its own pipeline does;
-    outputs destylized by Re-Destyle 5-3-1 for every kind; paired rows: each kind minus ``baseline``."""
+    outputs destylized by Re-Destyle 5-3-1 for every kind; paired rows: each kind minus ``baseline``.
+    ``reference_rows``: also "<kind>, weight 0" (every interpolation weight 0: the content's
+    intrinsic-only face, no style) and "exemplar (copy)" (the exemplar as the output: full style,
+    the content's identity at chance), which bracket each measure."""
     pset = protocol.heldout_set(n_people, 2)
     first = np.arange(0, len(pset.params), 2)
     photos, content_truth = pset.photos[first], pset.vectors[first]
-    ex, ex_truth = exemplars(n_exemplars)
-    outputs = {kind: transfer_outputs(g.eval(), content_codes(kind, models, photos), exemplar_codes(kind, models, ex),
-                                      space=code_space(kind)) for kind, g in generators.items()}
+    ex, _ = exemplars(n_exemplars)
+    outputs = {}
+    for kind, g in generators.items():
+        contents, exstyles = content_codes(kind, models, photos), exemplar_codes(kind, models, ex)
+        outputs[kind] = transfer_outputs(g.eval(), contents, exstyles, space=code_space(kind))
+        if reference_rows:  # every weight 0: the intrinsic-only face, the transfer's identity ceiling
+            outputs[f"{kind}, weight 0"] = transfer_outputs(g, contents, exstyles, space=code_space(kind),
+                                                            structure_weight=0.0, color_weight=0.0)
+    if reference_rows:  # the exemplar itself for every content: the style ceiling, identity at chance
+        outputs["exemplar (copy)"] = ex[None].expand(len(photos), -1, -1, -1, -1)
     oracle = world.load_oracle()
     destylize = make_destylizer(models, DestyleOptions())
-    return evaluate_supervision(outputs, lambda x: destylize(x).image, content_truth, ex_truth, oracle,
+    return evaluate_supervision(outputs, lambda x: destylize(x).image, content_truth, ex, oracle,
                                 reference=portrait_reference(oracle, n=n_reference), n_resamples=n_resamples,
                                 seed=seed)
 

@@ -122,11 +122,11 @@ def _reference():
 def test_identical_methods_differ_by_exactly_zero_and_a_worse_one_is_seen():
     oracle = world.load_oracle()
     pset = world.person_set(4, 1, seed=4000)
-    ex, ex_truth = supervision.exemplars(2)
+    ex, _ = supervision.exemplars(2)
     good = pset.photos[:, None].expand(-1, 2, -1, -1, -1)  # outputs = the content photos
     bad = torch.zeros_like(good)  # a grey image for every output
     result = supervision.evaluate_supervision({"baseline": good, "same": good.clone(), "grey": bad},
-                                              lambda x: x, pset.vectors, ex_truth, oracle,
+                                              lambda x: x, pset.vectors, ex, oracle,
                                               reference=_reference(), n_resamples=200)
     same = {r["metric"]: r for r in result.paired if r["method"] == "same"}
     assert set(same) == set(supervision.METRICS)
@@ -137,7 +137,7 @@ def test_identical_methods_differ_by_exactly_zero_and_a_worse_one_is_seen():
     assert value["baseline", "identity"]["value"] < 0.1  # the oracle reads true photos well
     assert all(r["lo"] <= r["value"] <= r["hi"] for r in result.rows)
     with pytest.raises(ValueError, match=r"method 'short': outputs \(3, 2\), expected \(4, 2\)"):
-        supervision.evaluate_supervision({"short": good[:3]}, lambda x: x, pset.vectors, ex_truth, oracle,
+        supervision.evaluate_supervision({"short": good[:3]}, lambda x: x, pset.vectors, ex, oracle,
                                          reference=_reference(), n_resamples=10)
 
 
@@ -163,7 +163,15 @@ def test_measure_compares_generators_with_their_own_codes(styles, codes, tmp_pat
     result = supervision.measure({"redestyle": g, "baseline": g}, models, n_people=3, n_exemplars=2,
                                  n_reference=40, n_resamples=20)
     assert result.n_contents == 3 and result.n_exemplars == 2
-    assert {r["method"] for r in result.paired} == {"redestyle"}
+    assert {r["method"] for r in result.rows} == {"redestyle", "redestyle, weight 0", "baseline",
+                                                  "baseline, weight 0", "exemplar (copy)"}
+    assert {r["method"] for r in result.paired} == {"redestyle", "redestyle, weight 0", "baseline, weight 0",
+                                                    "exemplar (copy)"}
+    value = {(r["method"], r["metric"]): r["value"] for r in result.rows}
+    # the copied exemplar is far from the content's identity and carries the exemplar's colours (up to
+    # the rounding of batched destylization)
+    assert value["exemplar (copy)", "identity"] > value["redestyle, weight 0", "identity"]
+    assert value["exemplar (copy)", "exemplar_colour"] < 1e-4 < value["redestyle, weight 0", "exemplar_colour"]
     # the CLI says which generator file is missing, in one line
     assert supervision.main(["measure", "--carry", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
