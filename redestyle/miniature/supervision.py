@@ -36,6 +36,12 @@ oracle, which no method optimises:
   against the content's true parameters;
 - ``identity_shape``: the same over the 7 geometric parameters only (head and feature shapes): at
   colour weight 1 the colours are meant to follow the exemplar;
+- ``identity_auc``: whether the output still names its content among all contents: for each output,
+  the share of the other contents whose true identity lies farther from its reading than its own
+  content's (ties half; 0.5: chance, 1: always its own). Rank-based, so a systematic misreading
+  that the errors above count (blurred faces read with narrower heads, say) does not count here;
+  at the shipped generator's quality the errors of even the unstyled faces are near chance, and
+  this is the measure that still separates them;
 - ``exemplar_colour``: error of the destylized output's skin and hair colours against the
   destylized exemplar's, both read by the oracle (the colour path T_c transfers them; the
   portrait domain snaps colours to its palette, so the exemplar's true parameters are not what a
@@ -315,6 +321,7 @@ def portrait_reference(oracle: orc.AttributeRegressor, *, n: int = N_REFERENCE, 
 METRICS = {
     "identity": ("lower", "content identity error of the destylized output (13 parameters, range units)"),
     "identity_shape": ("lower", "the same over the 7 geometric parameters"),
+    "identity_auc": ("higher", "share of other contents farther from the output's identity reading than its own"),
     "exemplar_colour": ("lower", "skin and hair colour error against the exemplar's (range units)"),
     "style_fd": ("lower", f"Fréchet distance of the outputs to portrait renders ({protocol.PCA_DIMS} PCs)"),
 }
@@ -345,6 +352,15 @@ def supervision_statistics(output_features: np.ndarray, face_vectors: np.ndarray
     e_true = orc.normalise(exemplar_vectors).astype(np.float64)[exemplar]
     per_row = {"identity": _mae(pred, c_true, orc.IDENTITY), "identity_shape": _mae(pred, c_true, _SHAPE),
                "exemplar_colour": _mae(pred, e_true, _COLOUR)}
+    ident = [_COLS[n] for n in orc.IDENTITY]
+    truth = orc.normalise(content_truth).astype(np.float64)[:, ident]
+    dist = np.abs(pred[:, None, ident] - truth[None]).mean(2)  # [rows, C]: reading vs every content
+    own = dist[np.arange(len(dist)), content][:, None]
+    others = np.ones_like(dist, dtype=bool)
+    others[np.arange(len(dist)), content] = False
+    diff = np.round(dist - own, 9)  # ties at rounding level count half
+    beaten = (diff > 0) + 0.5 * (diff == 0)
+    per_row["identity_auc"] = (beaten * others).sum(1) / max(n_c - 1, 1)
     out = {k: stats.weighted_mean(v.reshape(n_c, n_e).mean(1)) for k, v in per_row.items()}
     # the protocol's Fréchet statistic: a content identity's rows are weighted by its resample count
     out["style_fd"] = protocol._frechet(reference.project(output_features), content, reference)

@@ -108,6 +108,13 @@ def test_statistics_by_hand():
     want = np.mean([np.abs(norm(faces[i : i + 1]) - norm(exemplar[i % 2 : i % 2 + 1]))[0, colours].mean()
                     for i in range(6)])
     assert stat["exemplar_colour"](ones)[0] == pytest.approx(want)
+    assert stat["identity_auc"](ones)[0] == 1  # every reading is nearest its own content
+    swapped = faces.copy()
+    swapped[0] = content[1]  # content 0, exemplar 0 reads as content 1
+    stat_swapped = supervision.supervision_statistics(np.zeros((6, 128)), swapped, content, exemplar, ref)
+    n1 = norm(content)[:, [orc.CONTINUOUS.index(n) for n in orc.IDENTITY]]
+    row0 = float(np.abs(n1[1] - n1[2]).mean() > np.abs(n1[1] - n1[0]).mean())  # content 2 farther than 0?
+    assert stat_swapped["identity_auc"](ones)[0] == pytest.approx(((row0 / 2 + 1) / 2 + 2) / 3)
     # the unit is the content identity: a resample of content 2 only sees the shifted face
     only_last = np.array([[0.0, 0.0, 3.0]])
     assert stat["identity"](only_last)[0] == pytest.approx(0.1 / 13 / 2)
