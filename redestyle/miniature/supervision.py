@@ -39,7 +39,7 @@ oracle, which no method optimises:
 - ``identity_auc``: whether the output still names its content among all contents: for each output,
   the share of the other contents whose true identity lies farther from its reading than its own
   content's (ties half; 0.5: chance, 1: always its own). Rank-based, so a systematic misreading
-  that the errors above count (blurred faces read with narrower heads, say) does not count here;
+  of the generator's blurred faces, which the errors above count, does not count here;
   at the shipped generator's quality the errors of even the unstyled faces are near chance, and
   this is the measure that still separates them;
 - ``exemplar_colour``: error of the destylized output's skin and hair colours against the
@@ -448,8 +448,8 @@ def measure(generators: Mapping[str, torch.nn.Module], models, *, n_people: int 
     ``reference_rows``: also "<kind>, weight 0" (every interpolation weight 0: the content's
     intrinsic-only face, no style) and "exemplar (copy)" (the exemplar as the output: full style,
     the content's identity at chance), which bracket each measure."""
-    pset = protocol.heldout_set(n_people, 2)
-    first = np.arange(0, len(pset.params), 2)
+    pset = protocol.heldout_set(n_people)  # the protocol's identities; their first portrait's photo
+    first = np.arange(0, len(pset.params), protocol.PER_PERSON)
     photos, content_truth = pset.photos[first], pset.vectors[first]
     ex, _ = exemplars(n_exemplars)
     outputs = {}
