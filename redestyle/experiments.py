@@ -17,12 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data, metrics
+from . import accuracy, data, metrics
 from . import destylize as ds
 from .config import METHODS, Profile, get_profile
 from .imaging import pool
 from .inversion import Inversion, invert
-from .miniature import world
+from .miniature import protocol, world
 from .transfer import transfer_grid
 from .viz import image_grid
 
@@ -152,6 +152,86 @@ def interval_table(rows: Sequence[Mapping], *, metrics: Sequence[str] | None = N
     return format_table(list(table.values()), ["method", *metrics], digits=digits)
 
 
+@dataclass
+class ProtocolStudy:
+    """The held-out protocol (``miniature.protocol``) for one post-processing setting."""
+
+    postprocessing: str  # a key of accuracy.POSTPROCESSING, applied to every method
+    result: protocol.ProtocolResult
+    runs: dict[str, accuracy.MethodRun]  # method -> faces, codes, wall time
+
+    def seconds_rows(self) -> list[dict]:
+        """One row per method: wall seconds per portrait (this machine, this run)."""
+        return [{"method": m, "sec_per_image": r.sec_per_image} for m, r in self.runs.items()]
+
+
+def protocol_study(models, pset: world.PortraitSet, oracle, *, postprocessing: str, batch_size: int = 24,
+                   baseline_steps: int | None = None, seed: int = 0, device=None) -> ProtocolStudy:
+    """Every protocol method (``accuracy.protocol_destylizers``) on ``pset``, judged by the oracle.
+
+    The baseline runs its official schedule (``baseline_steps`` None: 300 steps) and optimises
+    every portrait on its own, ``batch_size`` portraits per Adam run (``joint_baseline``); the
+    paired differences are taken against it. ``device``: where the methods run (None: the
+    generator's).
+    """
+    device = device if device is not None else next(models.generator.parameters()).device
+    destylizers = accuracy.protocol_destylizers(models, postprocessing=postprocessing, baseline_steps=baseline_steps,
+                                                joint_baseline=True, seed=seed)
+    portraits = pset.portraits.to(device)
+    runs = {name: accuracy.run_destylizer(d, portraits, batch_size=batch_size) for name, d in destylizers.items()}
+    result = protocol.evaluate({name: run.faces.cpu() for name, run in runs.items()}, pset, oracle,
+                               avg_image=models.avg_image, seed=seed)
+    return ProtocolStudy(postprocessing, result, runs)
+
+
+def interval_markdown(rows: Sequence[Mapping], *, metrics: Sequence[str] | None = None,
+                      methods: Sequence[str] | None = None, digits: Mapping[str, int] | int = 3) -> str:
+    """A methods x metrics Markdown table of ``value [lo, hi]`` cells (the README's form).
+
+    rows as in :func:`interval_table` (plain dicts, e.g. from a ``protocol.record`` read back
+    from JSON); methods: rows to show, in order (default: all, first-seen order); digits: one
+    number for every metric, or per metric (default 3 for a metric it does not name).
+    """
+    metrics = list(metrics or dict.fromkeys(r["metric"] for r in rows))
+    labels = {r["method"] + (f" - {r['baseline']}" if "baseline" in r else ""): r["method"] for r in rows}
+    order = [lab for lab in labels if methods is None or labels[lab] in methods]
+    if methods is not None:
+        order.sort(key=lambda lab: list(methods).index(labels[lab]))
+    cells = {(lab, r["metric"]): r for r in rows
+             for lab in [r["method"] + (f" - {r['baseline']}" if "baseline" in r else "")]}
+
+    def cell(lab: str, metric: str) -> str:
+        r = cells.get((lab, metric))
+        if r is None:
+            return ""
+        d = digits if isinstance(digits, int) else digits.get(metric, 3)
+        return f"{r['value']:.{d}f} [{r['lo']:.{d}f}, {r['hi']:.{d}f}]"
+
+    lines = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    lines += ["| " + lab + " | " + " | ".join(cell(lab, m) for m in metrics) + " |" for lab in order]
+    return "\n".join(lines)
+
+
+#: Digits per metric in the README's protocol tables (others: 3).
+PROTOCOL_DIGITS = {"realism_fd": 1, "glasses_kept": 2, "hair_kept": 2}
+
+
+def protocol_readme_tables(recorded: Mapping) -> dict[str, str]:
+    """The README's protocol tables from a recorded run (``figures/protocol_full.json``).
+
+    recorded: ``{"settings": {setting: protocol.record(...)}}`` as notebook 03 writes it.
+    Returns ``{"<setting>": rows table, "<setting> paired": method - baseline table}`` in
+    Markdown (:func:`interval_markdown`); ``tests/miniature/test_protocol_record.py`` checks that
+    the README quotes exactly these.
+    """
+    out = {}
+    for setting, rec in recorded["settings"].items():
+        out[setting] = interval_markdown(rec["rows"], digits=PROTOCOL_DIGITS)
+        paired = [r for r in rec["paired"] if r["method"] not in ("photo (answer)", "average face")]
+        out[f"{setting} paired"] = interval_markdown(paired, digits=PROTOCOL_DIGITS)
+    return out
+
+
 def interval_figure(rows: Sequence[Mapping], *, title: str, metrics: Sequence[str] | None = None,
                     columns: int = 4):
     """Dot plot with intervals: one panel per metric, one line per method (value, lo-hi bar).
@@ -170,8 +250,11 @@ def interval_figure(rows: Sequence[Mapping], *, title: str, metrics: Sequence[st
         mine = {r["method"]: r for r in rows if r["metric"] == metric}
         ys = [i for i, m in enumerate(methods) if m in mine]
         vals = np.array([[mine[methods[i]][k] for k in ("value", "lo", "hi")] for i in ys]).reshape(-1, 3)
-        ax.errorbar(vals[:, 0], ys, xerr=[vals[:, 0] - vals[:, 1], vals[:, 2] - vals[:, 0]], fmt="o",
-                    ms=4, capsize=2)
+        # A percentile interval need not contain its point estimate (a statistic biased under
+        # resampling, e.g. the Fréchet distance): the bar then starts at the point.
+        ax.errorbar(vals[:, 0], ys, xerr=[(vals[:, 0] - vals[:, 1]).clip(min=0), (vals[:, 2] - vals[:, 0]).clip(min=0)],
+                    fmt="o", ms=4, capsize=2)
+        ax.plot(vals[:, 1:].T, [ys, ys], color="C0", lw=1)  # the interval itself, wherever it lies
         paired = any("baseline" in r for r in mine.values())
         if paired:
             ax.axvline(0, color="grey", lw=0.8)

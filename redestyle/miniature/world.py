@@ -7,18 +7,16 @@ destylization accuracy into errors against ground truth:
 
 - ``identity``: mean absolute error of the 13 identity parameters (range units, 0 best);
 - ``expression``: the same over smile, mouth opening and eye openness (expression retention);
-- ``glasses``: fraction of faces whose glasses (on / off) match the portrait's;
-- ``id_spread``: same-person consistency (Fig. 4): mean absolute deviation of a face's identity
-  reading from the mean reading of that person's faces (0: every portrait of a person gives the
-  same identity). A constant answer (the average face) also scores 0: descriptive only. The
-  held-out protocol (:mod:`~redestyle.miniature.protocol`) scores consistency so that a constant
-  answer cannot win, with intervals over identities.
+- ``glasses``: fraction of faces whose glasses (on / off) match the portrait's.
+
+Methods are compared by the held-out protocol (:mod:`~redestyle.miniature.protocol`: more
+metrics, same-person consistency that a constant answer cannot win, intervals over identities).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +31,6 @@ from . import idnet
 from . import oracle as orc
 from .models import IMAGE_SIZE, WEIGHTS_DIR, load_into, weights_file
 from .render import FaceParams, render_batch, sample_params
-
-#: Columns of :func:`ground_truth_rows`.
-GROUND_TRUTH_COLUMNS = ("method", "n", "identity", "expression", "pose", "hair_style", "glasses",
-                        "id_spread")
 
 
 def load_oracle(device: str | torch.device = "cpu") -> orc.AttributeRegressor:
@@ -92,41 +86,14 @@ def named_portraits(n: int = 4, *, seed: int = 0, size: int = 64) -> dict[str, t
     return {f"mini_{k}": pset.portraits[k:k + 1] for k in range(n)}
 
 
-def _id_spread(pred: np.ndarray, group_of: Sequence[str]) -> float:
-    """Mean |reading - person's mean reading| of the identity parameters (range units)."""
-    cols = [orc.CONTINUOUS.index(n) for n in orc.IDENTITY]
-    p = orc.normalise(pred)[:, cols]
-    groups = np.asarray(group_of)
-    dev = [np.abs(p[groups == g] - p[groups == g].mean(0)).mean() for g in dict.fromkeys(group_of)]
-    return float(np.mean(dev))
+def score(faces: torch.Tensor, truth: np.ndarray, oracle: orc.AttributeRegressor) -> dict[str, float]:
+    """Oracle reading of ``faces`` [N, 3, S, S] against the true vectors [N, 22] (module docstring).
 
-
-def score(faces: torch.Tensor, truth: np.ndarray, oracle: orc.AttributeRegressor,
-          group_of: Sequence[str] | None = None) -> dict[str, float]:
-    """Oracle reading of ``faces`` [N, 3, S, S] against the true vectors [N, 22] (module docstring);
-    ``id_spread`` too when ``group_of`` gives each face's person."""
+    Methods are compared on the held-out protocol (``miniature.protocol``: intervals, consistency
+    measures a constant answer cannot win); this is the plain mean for the networks' bars."""
     with torch.no_grad():
         pred = oracle.predict(faces.detach().float().cpu())
-    out = {"n": len(pred), **orc.errors(pred, truth)}
-    if group_of is not None:
-        out["id_spread"] = _id_spread(pred, group_of)
-    return out
-
-
-def ground_truth_rows(faces_by_method: Mapping[str, torch.Tensor], pset: PortraitSet,
-                      oracle: orc.AttributeRegressor, *,
-                      avg_image: torch.Tensor | None = None) -> list[dict]:
-    """One row per method (GROUND_TRUTH_COLUMNS), after two references: ``photo (answer)``, the
-    oracle on the true photo renders (its own error: the best a method can score), and, with
-    ``avg_image`` [3, S, S], ``average face`` (every portrait answered by the average face)."""
-    truth = pset.vectors
-    rows = [{"method": "photo (answer)", **score(pset.photos, truth, oracle, pset.group_of)}]
-    if avg_image is not None:
-        avg = avg_image.detach().cpu().unsqueeze(0).expand(len(truth), -1, -1, -1)
-        rows.append({"method": "average face", **score(avg, truth, oracle, pset.group_of)})
-    for name, faces in faces_by_method.items():
-        rows.append({"method": name, **score(faces, truth, oracle, pset.group_of)})
-    return rows
+    return {"n": len(pred), **orc.errors(pred, truth)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,15 +49,6 @@ def test_errors_are_zero_on_the_truth_and_quarter_for_a_mid_range_guess():
     assert orc.errors(guess, truth)["expression"] == pytest.approx(expected, rel=1e-6)
 
 
-def test_id_spread_is_zero_when_each_person_reads_the_same():
-    pset = world.person_set(2, 3, seed=3)
-    v = pset.vectors
-    assert world._id_spread(v, pset.group_of) == pytest.approx(0, abs=1e-7)
-    noisy = v.copy()
-    noisy[1, VECTOR_NAMES.index("face_width")] += 0.03
-    assert world._id_spread(noisy, pset.group_of) > 0
-
-
 def test_frechet_distance_of_known_gaussians():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(4000, 3))
