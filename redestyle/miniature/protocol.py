@@ -69,7 +69,7 @@ alike; run the protocol once per setting (or for the setting you report) and say
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,25 +112,33 @@ class Metric:
     better: str  # "lower" or "higher"
     description: str
     #: (absolute, relative): how far a re-run's value, lo or hi may lie from a recorded one,
-    #: |fresh - recorded| <= abs + rel * |recorded| (:func:`compare_records`). Sized for the
-    #: rounding differences between CPUs (AVX2 / AVX-512 kernels, thread counts), which the
-    #: baseline's 300 Adam steps amplify; a thresholded reading (glasses, hair) may flip on a
-    #: face or two.
+    #: |fresh - recorded| <= abs + rel * |recorded| (:func:`compare_records`), for methods that
+    #: only run networks forward (encoders, references): other CPU kernels move them by < 1e-4,
+    #: but a thresholded reading (glasses, hair) may flip on a face or two.
     tolerance: tuple[float, float]
+    #: The same for an optimisation (the baseline) and every difference against it: its 300 Adam
+    #: steps amplify rounding. Measured on the quick set (6 people), same code, AVX2 one thread
+    #: against ATEN_CPU_CAPABILITY=default, ONEDNN_MAX_CPU_ISA=SSE41, two threads: the largest
+    #: change of any value, lo or hi was identity 0.017, expression 0.043, pose 0.017, glasses
+    #: 0, hair 0.21, Fréchet 6.1, consistency AUC 0.15, within-share 0.12; these are about twice that.
+    loose: tuple[float, float]
 
 
 #: The protocol's metrics, in table order.
 METRICS: tuple[Metric, ...] = (
-    Metric("identity", "lower", "identity-parameter error (13 parameters, range units)", (0.01, 0.0)),
-    Metric("expression", "lower", "expression error (smile, mouth opening, eye openness)", (0.02, 0.0)),
-    Metric("pose", "lower", "pose and light error (yaw, roll, light angle and strength)", (0.02, 0.0)),
-    Metric("glasses_kept", "higher", "fraction of faces with the portrait's glasses (on / off)", (0.1, 0.0)),
-    Metric("hair_kept", "higher", "fraction of faces with the portrait's hair style", (0.1, 0.0)),
+    Metric("identity", "lower", "identity-parameter error (13 parameters, range units)", (0.01, 0.0), (0.035, 0.0)),
+    Metric("expression", "lower", "expression error (smile, mouth opening, eye openness)", (0.02, 0.0),
+           (0.09, 0.0)),
+    Metric("pose", "lower", "pose and light error (yaw, roll, light angle and strength)", (0.02, 0.0), (0.035, 0.0)),
+    Metric("glasses_kept", "higher", "fraction of faces with the portrait's glasses (on / off)", (0.1, 0.0),
+           (0.2, 0.0)),
+    Metric("hair_kept", "higher", "fraction of faces with the portrait's hair style", (0.1, 0.0), (0.42, 0.0)),
     Metric("realism_fd", "lower", f"Fréchet distance to photo renders (oracle features, {PCA_DIMS} PCs)",
-           (1.0, 0.1)),
+           (1.0, 0.1), (6.0, 0.2)),
     Metric("consistency_auc", "higher", "ROC AUC: same-person vs different-person identity distances",
-           (0.03, 0.0)),
-    Metric("id_within_share", "lower", "within-person share of identity-reading variance", (0.03, 0.0)),
+           (0.03, 0.0), (0.3, 0.0)),
+    Metric("id_within_share", "lower", "within-person share of identity-reading variance", (0.03, 0.0),
+           (0.25, 0.0)),
 )
 
 
@@ -378,13 +386,16 @@ def record(result: ProtocolResult, **extra) -> dict:
             "paired": [{k: r[k] for k in keys if k in r} for r in result.paired]}
 
 
-def compare_records(fresh: Mapping, recorded: Mapping) -> tuple[int, list[str]]:
-    """Compare two :func:`record` s number by number, within each metric's ``tolerance``.
+def compare_records(fresh: Mapping, recorded: Mapping, *, optimised: Sequence[str] = ("baseline",)
+                    ) -> tuple[int, list[str]]:
+    """Compare two :func:`record` s number by number, within each metric's ``tolerance``
+    (``loose`` for the ``optimised`` methods' rows and for every paired row).
 
     Returns (numbers compared, one line per difference beyond tolerance, per missing or extra
     row, or per changed set size). NaN equals NaN.
     """
-    tolerance = {m.name: m.tolerance for m in METRICS}
+    tight = {m.name: m.tolerance for m in METRICS}
+    loose = {m.name: m.loose for m in METRICS}
     problems = [f"{k}: {recorded.get(k)} recorded, {fresh.get(k)} now"
                 for k in ("n_people", "n_portraits", "n_resamples", "seed", "level") if fresh.get(k) != recorded.get(k)]
     n = 0
@@ -396,7 +407,7 @@ def compare_records(fresh: Mapping, recorded: Mapping) -> tuple[int, list[str]]:
         problems += [f"{part}: {' / '.join(filter(None, k))} missing now" for k in old.keys() - new.keys()]
         problems += [f"{part}: {' / '.join(filter(None, k))} not recorded" for k in new.keys() - old.keys()]
         for key in old.keys() & new.keys():
-            abs_tol, rel_tol = tolerance[key[2]]
+            abs_tol, rel_tol = (loose if part == "paired" or key[0] in optimised else tight)[key[2]]
             for field_ in ("value", "lo", "hi"):
                 a, b = float(new[key][field_]), float(old[key][field_])
                 n += 1
