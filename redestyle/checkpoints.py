@@ -793,6 +793,13 @@ class _CodesUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
 
 
+def save_codes(path: str | os.PathLike, codes: Mapping[str, np.ndarray]) -> None:
+    """np.save a dict name -> float32 array atomically (DualStyleGAN's ``*_code.npy`` format, what
+    :func:`load_codes` reads back)."""
+    with atomic_write(path) as f:
+        np.save(f, dict(codes), allow_pickle=True)
+
+
 def load_codes(path: str | os.PathLike) -> dict[str, Any]:
     """Read a DualStyleGAN ``*_code.npy`` dict {file name: float32 array (1, 18, 512)}.
 

@@ -137,14 +137,19 @@ def add_destylize_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
 def add_transfer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``redestyle transfer`` (official ``style_transfer.py`` names where they exist;
     body: ``transfer.cli_transfer``)."""
-    parser.add_argument("content", help="aligned face image (FFHQ alignment; `redestyle align`)")
+    parser.add_argument("content", nargs="?", default=None,
+                        help="aligned face image (FFHQ alignment; `redestyle align`); mini: optional "
+                        "(default: the shipped sample photo of the miniature world, 64 px)")
     parser.add_argument("--style-index", type=int, required=True,
                         help="index of the exemplar in the code file (insertion order, as --style_id)")
-    parser.add_argument("--codes", required=True, help="folder with exstyle_code.npy (+ codes_meta.json)")
-    parser.add_argument("--ckpt", required=True,
+    parser.add_argument("--codes", default=None,
+                        help="folder with exstyle_code.npy (+ codes_meta.json); mini: optional (default: "
+                        "the shipped style set's 48 Re-Destyle codes)")
+    parser.add_argument("--ckpt", default=None,
                         help="DualStyleGAN generator file (g_ema): ffhq1024: the official "
-                        "<weights>/<style>/generator.pt; mini/tiny: one `redestyle train finetune "
-                        "--profile mini` wrote (<out>/last.pt or <out>/generator-XXXXXX.pt)")
+                        "<weights>/<style>/generator.pt; tiny: one `redestyle train finetune` wrote "
+                        "(<out>/last.pt or <out>/generator-XXXXXX.pt); mini: optional (default: the "
+                        "shipped DualStyleGAN fine-tuned on Re-Destyle codes, README: Fig. 6)")
     parser.add_argument("--weights", default=None, help=WEIGHTS_HELP + "; holds the content encoder")
     parser.add_argument("--profile", default=None, choices=list(PROFILES),
                         help=PROFILE_HELP.replace(f"default {DEFAULT_PROFILE}",

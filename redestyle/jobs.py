@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import destylize as ds
 from . import zoo
-from .checkpoints import load_codes
+from .checkpoints import load_codes, save_codes
 from .config import Schedule, get_profile
 from .fileio import FolderJob, atomic_write, folder_job, save_json
 from .folderlock import FolderInUseError
@@ -50,12 +50,6 @@ log = logging.getLogger(__name__)
 
 EXSTYLE, INSTYLE, META = "exstyle_code.npy", "instyle_code.npy", "codes_meta.json"
 PREVIEWS = "previews"
-
-
-def save_codes(path: str | os.PathLike, codes: dict[str, np.ndarray]) -> None:
-    """np.save a dict name -> float32 array atomically (DualStyleGAN's ``*_code.npy`` format)."""
-    with atomic_write(path) as f:
-        np.save(f, codes, allow_pickle=True)
 
 
 def _read_codes(path: Path) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ from . import zoo
 from .config import DEFAULT_PROFILE, get_profile
 from .imaging import load_image, pool, to_uint8
 from .inversion import restyle
+from .miniature import models as mini_models
 from .nets.dualstylegan import DualStyleGAN, style_transfer
 from .train.data import check_codes_profile, read_space
 from .train.models import load_dualstylegan
@@ -106,17 +107,41 @@ def encode_content(models, image: Tensor, *, space: str) -> Tensor:
     return models.encode_zplus(x)  # + latent_avg when encoder.pt's opts say start_from_latent_avg
 
 
+def transfer_inputs(content: str | None, codes: str | None, ckpt: str | None,
+                    profile: str | None) -> tuple[Path, Path, Path, str, bool]:
+    """Resolve ``redestyle transfer``'s inputs -> (content image, codes folder, generator file, profile
+    name, whether a shipped default was used).
+
+    The profile: ``profile``, else the codes' ``codes_meta.json``, else the default (mini). On
+    ``mini`` each missing input is the shipped one (``miniature.models.dualstylegan_files``: the
+    DualStyleGAN fine-tuned on Re-Destyle codes, its style set's codes, a sample content photo);
+    other profiles ship none, so a missing one is a ValueError naming the option.
+    """
+    meta_path = Path(codes) / "codes_meta.json" if codes is not None else None
+    made_with = json.loads(meta_path.read_text()).get("profile") if meta_path and meta_path.is_file() else None
+    name = get_profile(profile or made_with or DEFAULT_PROFILE).name
+    missing = [flag for flag, v in (("CONTENT", content), ("--codes", codes), ("--ckpt", ckpt)) if v is None]
+    if missing and name != "mini":
+        need = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
+        raise ValueError(f"profile {name} needs {need} (only the mini profile ships a "
+                         f"DualStyleGAN, its codes and a sample content)")
+    if missing:
+        gen, shipped = mini_models.dualstylegan_files()
+        content = content if content is not None else str(shipped / mini_models.SAMPLE_CONTENT)
+        codes, ckpt = codes if codes is not None else str(shipped), ckpt if ckpt is not None else str(gen)
+    return Path(content), Path(codes), Path(ckpt), name, bool(missing)
+
+
 def cli_transfer(args: argparse.Namespace) -> int:
     """Body of ``redestyle transfer``: writes ``<out>/<name>_<index>_<content>.png`` and an overview
     (content | intrinsic-only reconstruction | stylised), and prints where they went."""
-    codes_dir = Path(args.codes)
-    meta_path = codes_dir / "codes_meta.json"
-    made_with = json.loads(meta_path.read_text()).get("profile") if meta_path.is_file() else None
-    profile = get_profile(args.profile or made_with or DEFAULT_PROFILE)
+    content_path, codes_dir, ckpt, profile_name, shipped = transfer_inputs(args.content, args.codes, args.ckpt,
+                                                                           args.profile)
+    profile = get_profile(profile_name)
     check_codes_profile(codes_dir, profile.name)
-    if not Path(args.ckpt).is_file():
+    if not ckpt.is_file():
         raise FileNotFoundError(2, "no such DualStyleGAN generator file (--ckpt; README: Style transfer)",
-                                args.ckpt)
+                                str(ckpt))
     device = zoo.resolve_device(args.device)
     name = args.exstyle_name or ("refined_exstyle_code.npy" if (codes_dir / "refined_exstyle_code.npy").exists()
                                  else "exstyle_code.npy")
@@ -127,7 +152,7 @@ def cli_transfer(args: argparse.Namespace) -> int:
     ex_space = read_space(codes_dir)
     in_space = "W+" if args.wplus else ex_space
     try:
-        generator = load_dualstylegan(args.ckpt, profile).to(device)
+        generator = load_dualstylegan(ckpt, profile).to(device)
     except ck.CheckpointMismatchError as err:
         first, *rest = str(err).splitlines()
         raise ck.CheckpointMismatchError("\n".join([f"{first} (does --ckpt belong to another profile? this "
@@ -138,7 +163,7 @@ def cli_transfer(args: argparse.Namespace) -> int:
         print(f"redestyle transfer: warning: {profile.label}: the content encoder has random weights",
               file=sys.stderr)
     size = models.profile.image_size
-    content = load_image(args.content, size=size).to(device)
+    content = load_image(content_path, size=size).to(device)
     with torch.no_grad():
         instyle = encode_content(models, content, space=in_space)
         exstyle = torch.as_tensor(codes[keys[args.style_index]]).float().to(device)
@@ -150,11 +175,12 @@ def cli_transfer(args: argparse.Namespace) -> int:
                                  interp_weights=[0.0] * generator.n_latent, truncation=1.0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.name}_{args.style_index}_{Path(args.content).stem}"
+    stem = f"{args.name}_{args.style_index}_{content_path.stem}"
     Image.fromarray(to_uint8(image[0])).save(out / f"{stem}.png")
     overview = np.concatenate([to_uint8(t[0]) for t in (content.clamp(-1, 1), reconstruction, image)], axis=1)
     Image.fromarray(overview).save(out / f"{stem}_overview.png")
     print(f"exemplar {keys[args.style_index]} ({ex_space} codes), content code {in_space}, profile "
-          f"{profile.name} ({'trained' if models.pretrained else 'random'} encoder) -> {out / f'{stem}.png'} "
+          f"{profile.name} ({'trained' if models.pretrained else 'random'} encoder"
+          f"{'; shipped DualStyleGAN ' + ckpt.name if shipped else ''}) -> {out / f'{stem}.png'} "
           f"and {out / f'{stem}_overview.png'}")
     return 0

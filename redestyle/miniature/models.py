@@ -73,6 +73,29 @@ def weights_file(name: str) -> Path:
     return path
 
 
+#: The shipped ``mini`` DualStyleGAN (paper §4.4: fine-tuned on Re-Destyle codes of the style set,
+#: ``miniature.supervision``): ``WEIGHTS_DIR/dsg_redestyle.pt`` (``{"g_ema"}`` in float16, the
+#: layout ``redestyle transfer --ckpt`` reads), its record ``dsg_redestyle.json``, and the folder
+#: ``WEIGHTS_DIR/dsg_redestyle/``: the style set's extrinsic codes (``exstyle_code.npy`` +
+#: ``codes_meta.json``, a ``--codes`` folder) and a sample content photo (``content.png``).
+DUALSTYLEGAN = "dsg_redestyle"
+SAMPLE_CONTENT = "content.png"
+
+
+def dualstylegan_files() -> tuple[Path, Path]:
+    """(generator file, codes folder) of the shipped ``mini`` DualStyleGAN (:data:`DUALSTYLEGAN`).
+
+    A missing one raises FileNotFoundError naming it and the commands that make it.
+    """
+    gen, codes = WEIGHTS_DIR / f"{DUALSTYLEGAN}.pt", WEIGHTS_DIR / DUALSTYLEGAN
+    for path in (gen, codes / "exstyle_code.npy"):
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path}: the mini profile has no shipped DualStyleGAN (make it with `python -m "
+                f"redestyle.miniature.supervision train --codes redestyle`, then `... supervision ship`)")
+    return gen, codes
+
+
 def load_into(module: nn.Module, path: str | Path, *, what: str) -> dict:
     """Strictly load a shipped (half-precision) file's ``state_dict`` into ``module`` as float32.
 

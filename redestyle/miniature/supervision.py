@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -69,18 +70,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from .. import stats, zoo
+from ..checkpoints import save_codes
+from ..config import get_profile
 from ..destylize import DestyleOptions, make_destylizer
-from ..fileio import atomic_write, save_atomic
-from ..imaging import to_tensor, to_uint8_batch
+from ..fileio import atomic_write, save_atomic, save_json
+from ..imaging import to_tensor, to_uint8, to_uint8_batch
 from ..train import loop
 from ..train.config import paper_finetune_config
 from ..train.data import PairedSet, RealBatches, destylized_pairs
 from ..train.models import build_train_models, load_dualstylegan, save_generator
 from ..train.trainer import Trainer
 from ..transfer import encode_content, stylize
+from . import models as mini_models
 from . import oracle as orc
 from . import protocol, seeds, world
 from .render import IDENTITY_RANGES
@@ -470,14 +475,80 @@ def measure(generators: Mapping[str, torch.nn.Module], models, *, n_people: int 
 
 
 # ---------------------------------------------------------------------------------------------
+# Shipping the Re-Destyle run as the mini profile's DualStyleGAN (``redestyle transfer`` defaults)
+
+
+def where_ran(threads: int) -> str:
+    """Where a stage ran, for its record: the CPU and the thread count (this module trains on CPUs)."""
+    model = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():  # Linux: platform.processor() is often empty there
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                      if line.startswith("model name")), model)
+    return f"CPU ({platform.machine()}, {model or 'unknown model'}), {threads} thread(s)"
+
+
+def ship(carry_dir: str | Path, dest: str | Path | None = None, *, command: str, where: str | None = None,
+         n_check: int = 4) -> dict:
+    """Ship the finished Re-Destyle run (``carry_dir/dsg_redestyle.pt`` / ``.json`` and its codes file)
+    as the ``mini`` profile's DualStyleGAN (``miniature.models.dualstylegan_files``) in ``dest``
+    (default ``models.WEIGHTS_DIR``): ``dsg_redestyle.pt`` (g_ema in float16), the folder
+    ``dsg_redestyle/`` (the style set's z_e as ``exstyle_code.npy`` + ``codes_meta.json``, and
+    ``content.png``, the true photo of the held-out protocol's first portrait: content 0 of
+    :func:`measure`) and the record ``dsg_redestyle.json`` (the training record + ``where`` + how it
+    was shipped, with the largest output change float16 makes, in [-1, 1] units, over ``n_check``
+    style-set contents x every exemplar). Returns the record.
+    """
+    carry_dir = Path(carry_dir)
+    dest = Path(dest) if dest is not None else mini_models.WEIGHTS_DIR
+    name = mini_models.DUALSTYLEGAN
+    trained = json.loads((carry_dir / f"{name}.json").read_text())
+    g = load_dualstylegan(carry_dir / f"{name}.pt", "mini")
+    codes = np.load(carry_dir / trained["codes"]["file"])
+    # the intrinsic generator is the shipped (float16) generator.pt: only res / T_s lose digits here
+    save_atomic({"g_ema": {k: v.half() if v.is_floating_point() else v for k, v in g.state_dict().items()}},
+                dest / f"{name}.pt")
+    z_e, z_i = (torch.from_numpy(np.asarray(codes[k], np.float32)) for k in ("z_e", "z_i"))
+    shipped = load_dualstylegan(dest / f"{name}.pt", "mini")
+    change = float((transfer_outputs(shipped, z_i[:n_check], z_e, space="W+")
+                    - transfer_outputs(g, z_i[:n_check], z_e, space="W+")).abs().max())
+    folder = dest / name
+    names = style_set(len(z_e), seed=trained["seed"], size=8)[0]  # the names only (tiny renders)
+    save_codes(folder / "exstyle_code.npy", {n: z_e[k : k + 1].numpy() for k, n in enumerate(names)})
+    gc = get_profile("mini").generator
+    save_json(folder / "codes_meta.json", {
+        **DestyleOptions().meta(), "profile": "mini", "n_latent": gc.n_latent, "style_dim": gc.style_dim,
+        "pretrained": True, "format": "np.save dict {file name: float32 (1, n_latent, style_dim)}",
+        "style_set": f"{len(names)} portrait renders of the training stream dsg_style = "
+                     f"{trained['style_stream_seed']} (miniature.supervision.style_set)",
+        "made_from": trained["codes"]["file"]})
+    photo = protocol.heldout_set(2).photos[0]
+    with atomic_write(folder / mini_models.SAMPLE_CONTENT) as f:
+        Image.fromarray(to_uint8(photo)).save(f, format="PNG")
+    record = {key: trained[key] for key in ("stage", "seed", "steps", "command", "seconds")}
+    # the loss means of the last log row (its step and seconds are the record's own fields)
+    record["final_losses"] = {k: v for k, v in (trained["final_losses"] or {}).items() if k not in ("step", "seconds")}
+    record["extra"] = {**{k: v for k, v in trained.items() if k not in record and k != "where"},
+                       "where": where or trained.get("where") or "not recorded",
+                       "shipped": {"command": command, "dtype": "float16 (g_ema; trained in float32)",
+                                   "max_abs_output_change": round(change, 5),
+                                   "codes": f"{name}/exstyle_code.npy (z_e of the style set, W+)",
+                                   "content": f"{name}/{mini_models.SAMPLE_CONTENT} (protocol.heldout_set "
+                                              f"photo 0)"}}
+    save_json(dest / f"{name}.json", record)
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
 # CLI: python -m redestyle.miniature.supervision train --codes redestyle|baseline
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m redestyle.miniature.supervision",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["train", "codes", "measure"],
-                        help="codes: only make (and cache) the codes; measure: compare the trained dsg_<kind>.pt")
+    parser.add_argument("action", choices=["train", "codes", "measure", "ship"],
+                        help="codes: only make (and cache) the codes; measure: compare the trained dsg_<kind>.pt; "
+                        "ship: copy the Re-Destyle run (float16) and its codes into the mini weights (--dest)")
     parser.add_argument("--codes", choices=CODE_KINDS, help="train / codes: which kind of codes")
     parser.add_argument("--n-people", type=int, default=protocol.N_PEOPLE, help="measure: content identities")
     parser.add_argument("--n-resamples", type=int, default=stats.N_RESAMPLES, help="measure: bootstrap resamples")
@@ -491,6 +562,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=50)
     parser.add_argument("--out", default=".cache/miniature/supervision", help="working folder (full states)")
     parser.add_argument("--carry", default=None, help="folder of the small committed states and the codes")
+    parser.add_argument("--dest", default=None, help="ship: where the mini weights go (default: the mini profile's "
+                        "weights folder)")
+    parser.add_argument("--where", default=None, help="ship: where the training ran, for the record (default: "
+                        "the training record's)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)  # 64 px batches: one thread is the fast setting (finetune_speed.py)
@@ -500,6 +575,17 @@ def main(argv: list[str] | None = None) -> int:
     keep.mkdir(parents=True, exist_ok=True)
     if args.action == "measure":
         return _main_measure(args, argv, keep)
+    if args.action == "ship":
+        missing = [f for f in (keep / "dsg_redestyle.pt", keep / "dsg_redestyle.json") if not f.exists()]
+        if missing:
+            print(f"redestyle supervision: {missing[0]}: no finished Re-Destyle run to ship (run `train --codes "
+                  f"redestyle` first)", file=sys.stderr)
+            return 1
+        record = ship(keep, args.dest, command="python -m redestyle.miniature.supervision " + " ".join(argv),
+                      where=args.where)
+        print(f"shipped {record['stage']} (step {record['steps']}; float16 changes outputs by at most "
+              f"{record['extra']['shipped']['max_abs_output_change']})")
+        return 0
     if args.codes is None:
         parser.error(f"{args.action} needs --codes ({' or '.join(CODE_KINDS)})")
     names, portraits, _ = style_set(args.n_styles, seed=args.seed)
@@ -519,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     save_generator(keep / f"dsg_{args.codes}.pt", trainer.g_ema)
     record = {"stage": f"dsg_{args.codes}", "command": "python -m redestyle.miniature.supervision " + " ".join(argv),
               "seed": args.seed, "steps": args.steps, "batch": args.batch, "threads": args.threads,
+              "where": where_ran(args.threads),
               "seconds": round(seconds, 1), "style_stream_seed": stream, "n_styles": args.n_styles,
               "codes": {"file": cache.name, "space": code_space(args.codes), "seconds": float(codes["seconds"])},
               "loss_nets": trainer.models.loss_nets, "final_losses": log[-1] if log else None}

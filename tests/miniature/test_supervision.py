@@ -183,3 +183,10 @@ def test_measure_compares_generators_with_their_own_codes(styles, codes, tmp_pat
     assert supervision.main(["measure", "--carry", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"redestyle supervision: {tmp_path / 'dsg_redestyle.pt'}: no fine-tuned generator (run `train --codes ...` first)"
+
+
+def test_ship_names_the_missing_run(tmp_path, capsys):
+    assert supervision.main(["ship", "--carry", str(tmp_path), "--dest", str(tmp_path / "w")]) == 1
+    assert capsys.readouterr().err == (f"redestyle supervision: {tmp_path / 'dsg_redestyle.pt'}: no finished "
+                                       f"Re-Destyle run to ship (run `train --codes redestyle` first)\n")
+    assert not (tmp_path / "w").exists()
