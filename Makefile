@@ -2,6 +2,7 @@
 #   make reproduce   # every figure on the default profile, into figures/
 #   make test        # the whole suite: unit, parity, nbval
 #   make protocol    # notebook 03's held-out protocol on its full set (the README's table; ~45 min on 2 cores)
+#   make supervision # notebook 04's §4.4 comparison on its full set (the README's Fig. 6 table)
 # Both create .venv when it is missing, with the exact versions of requirements.lock (the suite
 # passed with them; torch comes from the local wheel cache).
 
@@ -16,7 +17,7 @@ export TORCH_HOME     := $(CURDIR)/.cache/torch
 export JUPYTER_CONFIG_DIR := $(CURDIR)/.cache/jupyter
 export JUPYTER_DATA_DIR := $(CURDIR)/$(VENV)/share/jupyter
 
-.PHONY: venv reproduce protocol test lab bench lint clean
+.PHONY: venv reproduce protocol supervision test lab bench lint clean
 
 venv: $(STAMP)
 
@@ -38,6 +39,12 @@ reproduce: $(STAMP)
 protocol: $(STAMP)
 	mkdir -p .cache/ipython .cache/matplotlib .cache/torch .cache/jupyter
 	$(PY) -m redestyle reproduce --only 03 --set protocol_set=full --executed .cache/executed $(ARGS)
+
+# The README's §4.4 numbers: notebook 04 with supervision_set=full (30 contents x 8 exemplars) writes
+# figures/supervision_full.json, table_supervision_full.txt and the fig6_supervision_full* figures.
+supervision: $(STAMP)
+	mkdir -p .cache/ipython .cache/matplotlib .cache/torch .cache/jupyter
+	$(PY) -m redestyle reproduce --only 04 --set supervision_set=full --executed .cache/executed $(ARGS)
 
 test: $(STAMP)
 	mkdir -p .cache/ipython .cache/matplotlib .cache/torch .cache/jupyter

@@ -450,3 +450,26 @@ def transfer_figure(g_ema, pairs, *, seed: int, title: str, n_random: int = 2) -
     labels = ["style", f"z_i* {names[0]}", f"z_i* {names[-1]}", *[f"random {k + 1}" for k in range(n_random)]]
     fig = image_grid(rows, col_labels=["content", *names], row_labels=labels, title=title)
     return TransferFigure(contents, grid, plain, fig)
+
+
+#: How Fig. 6's §4.4 grid names each code kind (``miniature.supervision.CODE_KINDS``).
+CODE_KIND_LABELS = {"redestyle": "Re-Destyle codes", "baseline": "baseline codes"}
+
+
+def supervision_figure(result, *, title: str, n_contents: int = 4, kinds: Sequence[str] = ("redestyle", "baseline")):
+    """Fig. 6 (§4.4): each content under each generator side by side, one row per (content, kind).
+
+    result: ``miniature.supervision.measure``'s (its ``outputs``, ``contents`` and ``exemplars``).
+    Row 0: the exemplar portraits; then, for each of the first ``n_contents`` contents and each kind,
+    the content photo, the kind's intrinsic-only face (every weight 0) and its transfer with every
+    exemplar. Returns the matplotlib figure.
+    """
+    n = min(n_contents, len(result.contents))
+    rows = [[None, None, *result.exemplars]]
+    labels = ["exemplar"]
+    for c in range(n):
+        for kind in kinds:
+            rows.append([result.contents[c], result.outputs[f"{kind}, weight 0"][c, 0], *result.outputs[kind][c]])
+            labels.append(f"content {c}\n{CODE_KIND_LABELS.get(kind, kind)}")
+    cols = ["content photo", "weight 0", *[f"exemplar {e}" for e in range(len(result.exemplars))]]
+    return image_grid(rows, row_labels=labels, col_labels=cols, title=title, cell_inches=1.1)

@@ -70,3 +70,22 @@ def test_interval_figure_has_a_panel_per_metric_with_intervals():
     fig = experiments.interval_figure(paired, title="t")
     assert fig.axes[0].get_title() == "identity (lower is better) - baseline"
     assert any(tuple(line.get_xdata()) == (0, 0) for line in fig.axes[0].lines)  # the zero line
+
+
+def test_supervision_figure_puts_both_generators_side_by_side():
+    from redestyle.miniature.supervision import SupervisionResult
+
+    c, e = 3, 2
+    out = {name: torch.full((c, e, 3, 8, 8), k / 4) for k, name in enumerate(
+        ("redestyle", "redestyle, weight 0", "baseline", "baseline, weight 0"))}
+    result = SupervisionResult([], [], c, e, 10, 0, 0.95, outputs=out, contents=torch.zeros(c, 3, 8, 8),
+                               exemplars=torch.ones(e, 3, 8, 8))
+    fig = experiments.supervision_figure(result, title="t", n_contents=2)
+    axes = fig.axes
+    assert len(axes) == (1 + 2 * 2) * (2 + e)  # exemplar row + (content, kind) rows; photo, weight 0, exemplars
+    assert [ax.get_ylabel() for ax in axes[:: 2 + e]] == ["exemplar", "content 0\nRe-Destyle codes",
+                                                          "content 0\nbaseline codes", "content 1\nRe-Destyle codes",
+                                                          "content 1\nbaseline codes"]
+    # row "content 0, baseline codes": the photo, its weight-0 face (3/4 -> grey 223), its transfers (2/4 -> 191)
+    row = axes[2 * (2 + e) : 3 * (2 + e)]
+    assert [int(ax.images[0].get_array()[0, 0, 0]) for ax in row] == [128, 223, 191, 191]

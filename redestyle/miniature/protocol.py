@@ -379,25 +379,37 @@ def record(result: ProtocolResult, **extra) -> dict:
     What a run stores (``figures/protocol_<set>.json``) and a later run is compared with
     (:func:`compare_records`).
     """
-    keys = ("method", "metric", "baseline", "value", "lo", "hi", "better")
     return {"n_people": result.n_people, "n_portraits": result.n_portraits, "n_resamples": result.n_resamples,
             "seed": result.seed, "level": result.level, "realism": dict(result.realism), **extra,
-            "rows": [{k: r[k] for k in keys if k in r} for r in result.rows],
-            "paired": [{k: r[k] for k in keys if k in r} for r in result.paired]}
+            **record_rows(result.rows, result.paired)}
 
 
-def compare_records(fresh: Mapping, recorded: Mapping, *, optimised: Sequence[str] = ("baseline",)
+def record_rows(rows: Sequence[Mapping], paired: Sequence[Mapping]) -> dict[str, list[dict]]:
+    """``{"rows", "paired"}`` of a record: each row's method, metric, baseline, value, lo, hi, better."""
+    keys = ("method", "metric", "baseline", "value", "lo", "hi", "better")
+    return {"rows": [{k: r[k] for k in keys if k in r} for r in rows],
+            "paired": [{k: r[k] for k in keys if k in r} for r in paired]}
+
+
+#: The set sizes a protocol record holds (a changed one is a difference, whatever the rows say).
+RECORD_SIZES = ("n_people", "n_portraits", "n_resamples", "seed", "level")
+
+
+def compare_records(fresh: Mapping, recorded: Mapping, *, optimised: Sequence[str] = ("baseline",),
+                    metrics: Sequence[Metric] = METRICS, sizes: Sequence[str] = RECORD_SIZES
                     ) -> tuple[int, list[str]]:
     """Compare two :func:`record` s number by number, within each metric's ``tolerance``
     (``loose`` for the ``optimised`` methods' rows and for every paired row).
 
-    Returns (numbers compared, one line per difference beyond tolerance, per missing or extra
-    row, or per changed set size). NaN equals NaN.
+    ``metrics`` / ``sizes``: the metrics (with tolerances) and set-size keys of the record's kind
+    (default the protocol's; ``supervision.record`` passes its own). Returns (numbers compared, one
+    line per difference beyond tolerance, per missing or extra row, or per changed set size). NaN
+    equals NaN.
     """
-    tight = {m.name: m.tolerance for m in METRICS}
-    loose = {m.name: m.loose for m in METRICS}
+    tight = {m.name: m.tolerance for m in metrics}
+    loose = {m.name: m.loose for m in metrics}
     problems = [f"{k}: {recorded.get(k)} recorded, {fresh.get(k)} now"
-                for k in ("n_people", "n_portraits", "n_resamples", "seed", "level") if fresh.get(k) != recorded.get(k)]
+                for k in sizes if fresh.get(k) != recorded.get(k)]
     n = 0
     for part in ("rows", "paired"):
         def by_key(rows):

@@ -65,7 +65,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +96,9 @@ N_STYLES = 48
 #: Evaluation seed of the exemplar portraits (seeds.EVALUATION_SETS).
 EXEMPLAR_SEED = seeds.EVALUATION_SETS["DualStyleGAN supervision: exemplar portraits"]
 N_EXEMPLARS = 8
+#: The measure's sets: name -> (content identities, exemplars). "full": the README's numbers
+#: (``measure`` CLI, ``dsg_supervision.json``); "quick": a short run for notebook 04 under nbval.
+SETS = {"quick": (6, 4), "full": (protocol.N_PEOPLE, N_EXEMPLARS)}
 #: Portrait renders of the style Fréchet distance (seeds.EVALUATION_SETS' Fréchet portrait set).
 N_REFERENCE = 1000
 REFERENCE_SEED = seeds.EVALUATION_SETS["Fréchet: portrait renders"]
@@ -323,14 +326,20 @@ def portrait_reference(oracle: orc.AttributeRegressor, *, n: int = N_REFERENCE, 
                                      float((s[:dims] ** 2).sum() / (s**2).sum()), n)
 
 
-#: name -> (better, description), in table order.
-METRICS = {
-    "identity": ("lower", "content identity error of the destylized output (13 parameters, range units)"),
-    "identity_shape": ("lower", "the same over the 7 geometric parameters"),
-    "identity_auc": ("higher", "share of other contents farther from the output's identity reading than its own"),
-    "exemplar_colour": ("lower", "skin and hair colour error against the exemplar's (range units)"),
-    "style_fd": ("lower", f"Fréchet distance of the outputs to portrait renders ({protocol.PCA_DIMS} PCs)"),
-}
+#: The §4.4 metrics in table order, with the tolerances a re-run is checked with (``protocol.Metric``:
+#: |fresh - recorded| <= abs + rel x |recorded|). Every output here is a forward pass of fixed networks
+#: (the fine-tuned generators are files; no optimisation runs in the measure), so paired rows get the
+#: same tolerance as the rows (``loose`` = ``tolerance``): the protocol's values for forward-only methods.
+METRICS: tuple[protocol.Metric, ...] = tuple(protocol.Metric(name, better, text, tol, tol) for name, better, text, tol in (
+    ("identity", "lower", "content identity error of the destylized output (13 parameters, range units)", (0.01, 0.0)),
+    ("identity_shape", "lower", "the same over the 7 geometric parameters", (0.01, 0.0)),
+    ("identity_auc", "higher", "share of other contents farther from the output's identity reading than its own",
+     (0.03, 0.0)),
+    ("exemplar_colour", "lower", "skin and hair colour error against the exemplar's (range units)", (0.01, 0.0)),
+    ("style_fd", "lower", f"Fréchet distance of the outputs to portrait renders ({protocol.PCA_DIMS} PCs)",
+     (1.0, 0.1)),
+))
+_BETTER = {m.name: m.better for m in METRICS}
 
 
 def _mae(pred: np.ndarray, truth: np.ndarray, names) -> np.ndarray:
@@ -340,7 +349,7 @@ def _mae(pred: np.ndarray, truth: np.ndarray, names) -> np.ndarray:
 
 def supervision_statistics(output_features: np.ndarray, face_vectors: np.ndarray, content_truth: np.ndarray,
                            exemplar_vectors: np.ndarray, reference: protocol.RealismReference) -> dict[str, stats.Statistic]:
-    """Each metric of :data:`METRICS` as a function of content-identity counts ([B, C] -> [B]).
+    """Each metric of :data:`METRICS` (by name) as a function of content-identity counts ([B, C] -> [B]).
 
     Rows are content-major (row c * E + e: content c, exemplar e). output_features: the oracle's
     features of the outputs [C * E, 128]; face_vectors: its reading of their destylized faces
@@ -384,6 +393,27 @@ class SupervisionResult:
     n_resamples: int
     seed: int
     level: float
+    #: what was scored (:func:`measure` fills them; figures): method -> outputs [C, E, 3, S, S],
+    #: the content photos [C, 3, S, S] and the exemplar portraits [E, 3, S, S], all in [-1, 1]
+    outputs: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    contents: Tensor | None = field(default=None, repr=False)
+    exemplars: Tensor | None = field(default=None, repr=False)
+
+
+#: The set sizes of a §4.4 record (``protocol.compare_records``' ``sizes``).
+RECORD_SIZES = ("n_contents", "n_exemplars", "n_resamples", "seed", "level")
+
+
+def record(result: SupervisionResult, **extra) -> dict:
+    """``result`` as plain JSON-ready data (set sizes + ``extra`` + rows and paired rows): what
+    ``measure`` writes (``dsg_supervision.json``, ``figures/supervision_<set>.json``) and
+    :func:`compare_records` compares."""
+    return {**{k: getattr(result, k) for k in RECORD_SIZES}, **extra, **protocol.record_rows(result.rows, result.paired)}
+
+
+def compare_records(fresh: Mapping, recorded: Mapping) -> tuple[int, list[str]]:
+    """``protocol.compare_records`` with the §4.4 metrics' tolerances and set sizes."""
+    return protocol.compare_records(fresh, recorded, optimised=(), metrics=METRICS, sizes=RECORD_SIZES)
 
 
 def evaluate_supervision(outputs_by_method: Mapping[str, Tensor], destylize: Callable[[Tensor], Tensor],
@@ -414,14 +444,14 @@ def evaluate_supervision(outputs_by_method: Mapping[str, Tensor], destylize: Cal
         per_method[name] = supervision_statistics(protocol.read_faces(oracle, flat).features,
                                                   protocol.read_faces(oracle, faces).vectors,
                                                   content_truth, exemplar_vectors, reference)
-    rows = [{"method": m, "metric": k, **stats.estimate(stat[k], counts, level=level), "better": METRICS[k][0]}
-            for m, stat in per_method.items() for k in METRICS]
+    rows = [{"method": m, "metric": k, **stats.estimate(stat[k], counts, level=level), "better": _BETTER[k]}
+            for m, stat in per_method.items() for k in _BETTER]
     paired = []
     if baseline is not None and baseline in per_method:
         base = per_method[baseline]
         paired = [{"method": m, "metric": k, "baseline": baseline,
-                   **stats.paired_estimate(stat[k], base[k], counts, level=level), "better": METRICS[k][0]}
-                  for m, stat in per_method.items() if m != baseline for k in METRICS]
+                   **stats.paired_estimate(stat[k], base[k], counts, level=level), "better": _BETTER[k]}
+                  for m, stat in per_method.items() if m != baseline for k in _BETTER]
     return SupervisionResult(rows, paired, n_c, n_e, n_resamples, seed, level)
 
 
@@ -442,6 +472,13 @@ def content_codes(kind: str, models, photos: Tensor) -> Tensor:
     content face (``transfer.encode_content``: ReStyle-pSp 5 iterations for W+, the z+ encoder for z+)."""
     with torch.no_grad():
         return encode_content(models, photos, space=code_space(kind))
+
+
+def set_sizes(name: str) -> tuple[int, int]:
+    """(content identities, exemplars) of a measure set (:data:`SETS`); ValueError names the known ones."""
+    if name not in SETS:
+        raise ValueError(f"supervision set must be {' or '.join(map(repr, SETS))}, got {name!r}")
+    return SETS[name]
 
 
 def measure(generators: Mapping[str, torch.nn.Module], models, *, n_people: int = protocol.N_PEOPLE,
@@ -469,9 +506,11 @@ def measure(generators: Mapping[str, torch.nn.Module], models, *, n_people: int 
         outputs["exemplar (copy)"] = ex[None].expand(len(photos), -1, -1, -1, -1)
     oracle = world.load_oracle()
     destylize = make_destylizer(models, DestyleOptions())
-    return evaluate_supervision(outputs, lambda x: destylize(x).image, content_truth, ex, oracle,
-                                reference=portrait_reference(oracle, n=n_reference), n_resamples=n_resamples,
-                                seed=seed)
+    result = evaluate_supervision(outputs, lambda x: destylize(x).image, content_truth, ex, oracle,
+                                  reference=portrait_reference(oracle, n=n_reference), n_resamples=n_resamples,
+                                  seed=seed)
+    result.outputs, result.contents, result.exemplars = outputs, photos, ex
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -550,8 +589,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="codes: only make (and cache) the codes; measure: compare the trained dsg_<kind>.pt; "
                         "ship: copy the Re-Destyle run (float16) and its codes into the mini weights (--dest)")
     parser.add_argument("--codes", choices=CODE_KINDS, help="train / codes: which kind of codes")
-    parser.add_argument("--n-people", type=int, default=protocol.N_PEOPLE, help="measure: content identities")
+    parser.add_argument("--set", default="full", choices=list(SETS),
+                        help="measure: contents x exemplars, quick 6 x 4 or full 30 x 8 (default full)")
     parser.add_argument("--n-resamples", type=int, default=stats.N_RESAMPLES, help="measure: bootstrap resamples")
+    parser.add_argument("--record", default=None, help="measure: the JSON record (default <carry>/dsg_supervision.json)")
     parser.add_argument("--steps", type=int, default=1500, help="fine-tuning iterations (the budget; the paper's 1500)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--n-styles", type=int, default=N_STYLES)
@@ -624,17 +665,18 @@ def _main_measure(args, argv: list[str], keep: Path) -> int:
               file=sys.stderr)
         return 1
     generators = {kind: load_dualstylegan(f, "mini") for kind, f in files.items()}
-    result = measure(generators, baseline_models(args.seed), n_people=args.n_people,
+    start = time.perf_counter()
+    n_people, n_exemplars = set_sizes(args.set)
+    result = measure(generators, baseline_models(args.seed), n_people=n_people, n_exemplars=n_exemplars,
                      n_resamples=args.n_resamples, seed=args.seed)
     for row in result.rows + result.paired:
         name = row["method"] + (f" - {row['baseline']}" if "baseline" in row else "")
         print(f"{name:24s} {row['metric']:16s} {row['value']:9.4f} [{row['lo']:.4f}, {row['hi']:.4f}]")
-    record = {"command": "python -m redestyle.miniature.supervision " + " ".join(argv),
-              "n_contents": result.n_contents, "n_exemplars": result.n_exemplars,
-              "n_resamples": result.n_resamples, "seed": result.seed, "level": result.level,
-              "rows": result.rows, "paired": result.paired}
-    with atomic_write(keep / "dsg_supervision.json", "w") as f:
-        json.dump(record, f, indent=1)
+    payload = record(result, set=args.set, command="python -m redestyle.miniature.supervision " + " ".join(argv),
+                     generators={kind: str(f) for kind, f in files.items()},
+                     seconds=round(time.perf_counter() - start, 1), where=where_ran(args.threads))
+    with atomic_write(Path(args.record) if args.record else keep / "dsg_supervision.json", "w") as f:
+        json.dump(payload, f, indent=1)
         f.write("\n")
     return 0
 

@@ -136,7 +136,7 @@ def test_identical_methods_differ_by_exactly_zero_and_a_worse_one_is_seen():
                                               lambda x: x, pset.vectors, ex, oracle,
                                               reference=_reference(), n_resamples=200)
     same = {r["metric"]: r for r in result.paired if r["method"] == "same"}
-    assert set(same) == set(supervision.METRICS)
+    assert set(same) == {m.name for m in supervision.METRICS}
     assert all(r["value"] == 0 and r["lo"] == 0 and r["hi"] == 0 for r in same.values())
     grey = {r["metric"]: r for r in result.paired if r["method"] == "grey"}
     assert grey["identity"]["value"] > 0 and grey["identity"]["lo"] > 0  # worse with its interval
@@ -190,3 +190,22 @@ def test_ship_names_the_missing_run(tmp_path, capsys):
     assert capsys.readouterr().err == (f"redestyle supervision: {tmp_path / 'dsg_redestyle.pt'}: no finished "
                                        f"Re-Destyle run to ship (run `train --codes redestyle` first)\n")
     assert not (tmp_path / "w").exists()
+
+
+def test_records_are_compared_within_the_supervision_tolerances():
+    rows = [{"method": "redestyle", "metric": m.name, "value": 0.5, "lo": 0.4, "hi": 0.6, "better": m.better}
+            for m in supervision.METRICS]
+    paired = [{**r, "baseline": "baseline", "value": 0.1, "lo": -0.1, "hi": 0.2} for r in rows]
+    rec = supervision.record(supervision.SupervisionResult(rows, paired, 6, 4, 2000, 0, 0.95), set="quick")
+    assert rec["set"] == "quick" and (rec["n_contents"], rec["n_exemplars"]) == (6, 4)
+    assert supervision.compare_records(rec, rec) == (2 * len(rows) * 3, [])
+    moved = {**rec, "rows": [dict(r) for r in rec["rows"]], "n_exemplars": 8}
+    moved["rows"][0]["value"] += 0.009  # identity: within its 0.01
+    moved["rows"][2]["hi"] += 0.05  # identity_auc: beyond its 0.03
+    moved["rows"][4]["lo"] += 1.0  # style_fd: within 1 + 10 % of 0.4
+    n, problems = supervision.compare_records(moved, rec)
+    assert problems == ["n_exemplars: 4 recorded, 8 now",
+                        "rows: redestyle / identity_auc hi 0.6500, recorded 0.6000 (tolerance 0.03 + 0 x recorded)"]
+    assert supervision.set_sizes("quick") == (6, 4)
+    with pytest.raises(ValueError, match="supervision set must be 'quick' or 'full', got 'huge'"):
+        supervision.set_sizes("huge")
