@@ -62,6 +62,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -622,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"redestyle supervision: {missing[0]}: no finished Re-Destyle run to ship (run `train --codes "
                   f"redestyle` first)", file=sys.stderr)
             return 1
-        record = ship(keep, args.dest, command="python -m redestyle.miniature.supervision " + " ".join(argv),
+        record = ship(keep, args.dest, command="python -m redestyle.miniature.supervision " + shlex.join(argv),
                       where=args.where)
         print(f"shipped {record['stage']} (step {record['steps']}; float16 changes outputs by at most "
               f"{record['extra']['shipped']['max_abs_output_change']})")
