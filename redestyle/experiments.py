@@ -232,6 +232,13 @@ def protocol_readme_tables(recorded: Mapping) -> dict[str, str]:
     return out
 
 
+def supervision_readme_tables(recorded: Mapping) -> dict[str, str]:
+    """The README's §4.4 tables from a recorded run (``figures/supervision_full.json``, a
+    ``miniature.supervision.record``): ``{"rows": ..., "paired": ...}`` in Markdown (Fréchet
+    distance with 1 digit); ``tests/miniature/test_supervision.py`` checks that the README quotes them."""
+    return {part: interval_markdown(recorded[part], digits={"style_fd": 1}) for part in ("rows", "paired")}
+
+
 def interval_figure(rows: Sequence[Mapping], *, title: str, metrics: Sequence[str] | None = None,
                     columns: int = 4):
     """Dot plot with intervals: one panel per metric, one line per method (value, lo-hi bar).

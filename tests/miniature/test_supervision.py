@@ -209,3 +209,22 @@ def test_records_are_compared_within_the_supervision_tolerances():
     assert supervision.set_sizes("quick") == (6, 4)
     with pytest.raises(ValueError, match="supervision set must be 'quick' or 'full', got 'huge'"):
         supervision.set_sizes("huge")
+
+
+def test_the_readme_quotes_the_recorded_full_measure():
+    """README's §4.4 tables are figures/supervision_full.json (the `measure` run, notebook 04's full set)."""
+    import json
+    import re
+
+    from redestyle import experiments
+    from redestyle.viz import checkout_root
+
+    root = checkout_root()
+    recorded = json.loads((root / "figures" / "supervision_full.json").read_text())
+    assert (recorded["n_contents"], recorded["n_exemplars"]) == supervision.set_sizes("full")
+    blocks = dict(re.findall(r"<!-- supervision-full: (.+?) -->\n(.*?)\n<!-- /supervision-full -->",
+                             (root / "README.md").read_text(), re.S))
+    expected = experiments.supervision_readme_tables(recorded)
+    assert set(blocks) == set(expected), "README: one block per table of supervision_readme_tables"
+    for name, table in expected.items():
+        assert blocks[name].strip() == table, f"README §4.4 table {name!r} differs from figures/supervision_full.json"
