@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def image_grid(
             if j == 0 and row_labels and i < len(row_labels):
                 ax.set_ylabel(row_labels[i], fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
+        # wrapped to the figure's width (about 11 characters per inch at 10 pt), never clipped
+        fig.suptitle(textwrap.fill(title, max(30, int(11 * cell_inches * n_cols))), fontsize=10)
     fig.tight_layout()
     return fig
 
