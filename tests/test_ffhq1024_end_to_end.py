@@ -14,8 +14,9 @@ quality.
 Cost, measured on a shared 2-core machine with one thread (OMP_NUM_THREADS=1) while other jobs
 held the machine (load average 4-5): 993 s of CPU time (16.5 min, notebook kernels included) in
 32 min of wall time: reproduce 1019 s (notebook 04's one training iteration 388 s, 01 234 s, 03
-155 s, then on one portrait: not re-timed on 2 x 2, 00 82 s, 02 41 s), train 492 s, writing the
-weights 162 s, baseline 124 s, the rest 140 s.
+155 s, then on one portrait, 00 82 s, 02 41 s), train 492 s, writing the weights 162 s, baseline
+124 s, the rest 140 s. With notebook 03 on 2 people x 2 portraits (its ``batch_size=1``: one 1024
+backward at a time) the whole file took 28 min of wall time on 2026-12-08, load 3-4.
 Full-size backward passes at 1024 dominate (one fine-tuning iteration with R1 and the path-length
 term: ~200 s of CPU). Disk: about 11 GB in the temporary folder (removed at the end); memory: 8 GB
 resident. Marked slow; CI runs it (``make test`` selects every test). It needs the sample images
@@ -47,7 +48,7 @@ NEEDED_BYTES = 12 * 2**30
 QUICK = ["n_fd=2", "n_recon=1", "n_samples=2",  # 00: sets of the Fréchet / encoder checks
          "n_iters=1", "n_steps=1",  # 01: ReStyle / HyperStyle iterations, optimisation steps
          'schedules=["1-1"]',  # 02 and 03: the Re-Destyle schedules
-         "restyle_iters=1", "baseline_steps=1",  # 03
+         "restyle_iters=1", "baseline_steps=1", "batch_size=1",  # 03 (one 1024 backward at a time)
          "iters=1", "batch=1", "schedule=1"]  # 04: fine-tuning iterations and its codes' schedule
 PORTRAITS = {"p1": "content/006750.jpg", "p2": "cartoon/Cartoons_00003_01.jpg"}
 
