@@ -127,6 +127,17 @@ def _to64(x: torch.Tensor) -> torch.Tensor:
     return pool(x.float(), 64)
 
 
+#: Column of each continuous parameter in :func:`normalise`'s output.
+COLUMNS = {name: i for i, name in enumerate(CONTINUOUS)}
+
+
+def abs_errors(pred: np.ndarray, truth: np.ndarray, names) -> np.ndarray:
+    """|pred - truth| [N, len(names)] of the named continuous parameters; both [N, 22] already
+    :func:`normalise` d (range units)."""
+    idx = [COLUMNS[n] for n in names]
+    return np.abs(pred[:, idx] - truth[:, idx])
+
+
 def errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Ground-truth scores of predicted vs true parameter vectors [N, 22].
 
@@ -135,11 +146,9 @@ def errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     predicted right.
     """
     p, t = normalise(pred), normalise(truth)
-    col = {n: i for i, n in enumerate(CONTINUOUS)}
 
     def mae(names):
-        idx = [col[n] for n in names]
-        return float(np.abs(p[:, idx] - t[:, idx]).mean())
+        return float(abs_errors(p, t, names).mean())
 
     hs, gl = _INDEX["hair_style"], _INDEX["glasses"]
     return {

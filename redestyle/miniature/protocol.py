@@ -82,7 +82,7 @@ from .render import VECTOR_NAMES
 
 __all__ = [
     "EVAL_SEED", "METRICS", "N_PEOPLE", "N_REFERENCE", "PCA_DIMS", "PER_PERSON", "Metric",
-    "ProtocolResult", "Readings", "RealismReference", "compare_records", "evaluate", "heldout_set",
+    "ProtocolResult", "Readings", "RealismReference", "compare_records", "evaluate", "frechet", "heldout_set",
     "read_faces", "realism_reference", "record", "statistics",
 ]
 
@@ -103,7 +103,6 @@ _CONSTANT_VARIANCE = 1e-12
 
 _HAIR = VECTOR_NAMES.index("hair_style")
 _GLASSES = VECTOR_NAMES.index("glasses")
-_COLS = {n: i for i, n in enumerate(orc.CONTINUOUS)}
 
 
 @dataclass(frozen=True)
@@ -173,9 +172,10 @@ class RealismReference:
 
 
 def realism_reference(oracle: orc.AttributeRegressor, *, n: int = N_REFERENCE, seed: int = REFERENCE_SEED,
-                      dims: int = PCA_DIMS) -> RealismReference:
-    """The Fréchet reference: ``n`` photo renders of ``seed`` (``world.photo_renders``)."""
-    images, _ = world.photo_renders(n, seed=seed)
+                      dims: int = PCA_DIMS, domain: str = "photo") -> RealismReference:
+    """The Fréchet reference: ``n`` renders of ``seed`` in ``domain`` (``world.photo_renders``;
+    photo for realism, portrait for the §4.4 style distance)."""
+    images, _ = world.photo_renders(n, seed=seed, domain=domain)
     feats = oracle.embed(images)
     center = feats.mean(0)
     _, s, vt = np.linalg.svd(feats - center, full_matrices=False)
@@ -206,12 +206,9 @@ def _per_person(values: np.ndarray, person: np.ndarray, n_people: int) -> np.nda
     return np.bincount(person, weights=values, minlength=n_people) / np.bincount(person, minlength=n_people)
 
 
-def _mae(pred: np.ndarray, truth: np.ndarray, names) -> np.ndarray:
-    idx = [_COLS[n] for n in names]
-    return np.abs(pred[:, idx] - truth[:, idx]).mean(1)
-
-
-def _frechet(z: np.ndarray, person: np.ndarray, ref: RealismReference) -> stats.Statistic:
+def frechet(z: np.ndarray, person: np.ndarray, ref: RealismReference) -> stats.Statistic:
+    """The Fréchet distance of projected features z [N, dims] to ``ref`` as a statistic of identity
+    counts: face i is weighted by the resample count of its identity ``person[i]``."""
     def fd(counts: np.ndarray) -> np.ndarray:
         w = counts[:, person]  # [B, N] weight of each face: its identity's count
         total = w.sum(1)
@@ -277,16 +274,16 @@ def statistics(readings: Readings, truth: np.ndarray, person: np.ndarray,
     person = np.asarray(person)
     n_people = int(person.max()) + 1
     pred, true = orc.normalise(readings.vectors).astype(np.float64), orc.normalise(truth).astype(np.float64)
-    ident = pred[:, [_COLS[n] for n in orc.IDENTITY]]
+    ident = pred[:, [orc.COLUMNS[n] for n in orc.IDENTITY]]
     per_face = {
-        "identity": _mae(pred, true, orc.IDENTITY),
-        "expression": _mae(pred, true, orc.EXPRESSION),
-        "pose": _mae(pred, true, orc.POSE),
+        "identity": orc.abs_errors(pred, true, orc.IDENTITY).mean(1),
+        "expression": orc.abs_errors(pred, true, orc.EXPRESSION).mean(1),
+        "pose": orc.abs_errors(pred, true, orc.POSE).mean(1),
         "glasses_kept": ((readings.vectors[:, _GLASSES] > 0.5) == (truth[:, _GLASSES] > 0.5)).astype(np.float64),
         "hair_kept": (np.round(readings.vectors[:, _HAIR]) == truth[:, _HAIR]).astype(np.float64),
     }
     out = {k: stats.weighted_mean(_per_person(v, person, n_people)) for k, v in per_face.items()}
-    out["realism_fd"] = _frechet(reference.project(readings.features), person, reference)
+    out["realism_fd"] = frechet(reference.project(readings.features), person, reference)
     out["consistency_auc"] = _pair_auc(ident, person)
     out["id_within_share"] = _within_share(ident, person, n_people)
     return out

@@ -105,7 +105,6 @@ N_REFERENCE = 1000
 REFERENCE_SEED = seeds.EVALUATION_SETS["Fréchet: portrait renders"]
 BASELINE_STEPS = 300
 
-_COLS = {n: i for i, n in enumerate(orc.CONTINUOUS)}
 _SHAPE = tuple(IDENTITY_RANGES)
 _COLOUR = ("skin_r", "skin_g", "skin_b", "hair_r", "hair_g", "hair_b")
 
@@ -314,17 +313,9 @@ def transfer_outputs(generator, contents: Tensor, exstyles: Tensor, *, space: st
 def portrait_reference(oracle: orc.AttributeRegressor, *, n: int = N_REFERENCE, seed: int = REFERENCE_SEED,
                        dims: int = protocol.PCA_DIMS) -> protocol.RealismReference:
     """The style distance's reference: ``n`` portrait renders of ``seed`` on the oracle's features,
-    projected onto their top ``dims`` principal components (``protocol.realism_reference``'s
-    construction, in the portrait domain)."""
-    images, _ = world.photo_renders(n, seed=seed, domain="portrait")
-    feats = oracle.embed(images)
-    center = feats.mean(0)
-    _, s, vt = np.linalg.svd(feats - center, full_matrices=False)
-    z = (feats - center) @ vt[:dims].T
-    cov = np.cov(z, rowvar=False)
-    vals, vecs = np.linalg.eigh(cov)
-    return protocol.RealismReference(center, vt[:dims].T, z.mean(0), cov, (vecs * np.sqrt(vals.clip(min=0))) @ vecs.T,
-                                     float((s[:dims] ** 2).sum() / (s**2).sum()), n)
+    projected onto their top ``dims`` principal components (``protocol.realism_reference`` in the
+    portrait domain)."""
+    return protocol.realism_reference(oracle, n=n, seed=seed, dims=dims, domain="portrait")
 
 
 #: The §4.4 metrics in table order, with the tolerances a re-run is checked with (``protocol.Metric``:
@@ -341,11 +332,6 @@ METRICS: tuple[protocol.Metric, ...] = tuple(protocol.Metric(name, better, text,
      (1.0, 0.1)),
 ))
 _BETTER = {m.name: m.better for m in METRICS}
-
-
-def _mae(pred: np.ndarray, truth: np.ndarray, names) -> np.ndarray:
-    idx = [_COLS[n] for n in names]
-    return np.abs(pred[:, idx] - truth[:, idx]).mean(1)
 
 
 def supervision_statistics(output_features: np.ndarray, face_vectors: np.ndarray, content_truth: np.ndarray,
@@ -366,9 +352,10 @@ def supervision_statistics(output_features: np.ndarray, face_vectors: np.ndarray
     pred = orc.normalise(face_vectors).astype(np.float64)
     c_true = orc.normalise(content_truth).astype(np.float64)[content]
     e_true = orc.normalise(exemplar_vectors).astype(np.float64)[exemplar]
-    per_row = {"identity": _mae(pred, c_true, orc.IDENTITY), "identity_shape": _mae(pred, c_true, _SHAPE),
-               "exemplar_colour": _mae(pred, e_true, _COLOUR)}
-    ident = [_COLS[n] for n in orc.IDENTITY]
+    per_row = {"identity": orc.abs_errors(pred, c_true, orc.IDENTITY).mean(1),
+               "identity_shape": orc.abs_errors(pred, c_true, _SHAPE).mean(1),
+               "exemplar_colour": orc.abs_errors(pred, e_true, _COLOUR).mean(1)}
+    ident = [orc.COLUMNS[n] for n in orc.IDENTITY]
     truth = orc.normalise(content_truth).astype(np.float64)[:, ident]
     dist = np.abs(pred[:, None, ident] - truth[None]).mean(2)  # [rows, C]: reading vs every content
     own = dist[np.arange(len(dist)), content][:, None]
@@ -379,7 +366,7 @@ def supervision_statistics(output_features: np.ndarray, face_vectors: np.ndarray
     per_row["identity_auc"] = (beaten * others).sum(1) / max(n_c - 1, 1)
     out = {k: stats.weighted_mean(v.reshape(n_c, n_e).mean(1)) for k, v in per_row.items()}
     # the protocol's Fréchet statistic: a content identity's rows are weighted by its resample count
-    out["style_fd"] = protocol._frechet(reference.project(output_features), content, reference)
+    out["style_fd"] = protocol.frechet(reference.project(output_features), content, reference)
     return out
 
 
