@@ -134,6 +134,11 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str], *, digits: int
 # Estimates with intervals (miniature.protocol rows: method, metric, value, lo, hi[, baseline])
 
 
+def _row_label(r: Mapping) -> str:
+    """A row's method, with " - <baseline>" for a paired row."""
+    return r["method"] + (f" - {r['baseline']}" if "baseline" in r else "")
+
+
 def interval_table(rows: Sequence[Mapping], *, metrics: Sequence[str] | None = None, digits: int = 3) -> str:
     """A methods x metrics text table of estimates, each cell ``value [lo, hi]``.
 
@@ -146,7 +151,7 @@ def interval_table(rows: Sequence[Mapping], *, metrics: Sequence[str] | None = N
     for r in rows:
         if r["metric"] not in metrics:
             continue
-        label = r["method"] + (f" - {r['baseline']}" if "baseline" in r else "")
+        label = _row_label(r)
         table.setdefault(label, {"method": label})[r["metric"]] = (
             f"{r['value']:.{digits}f} [{r['lo']:.{digits}f}, {r['hi']:.{digits}f}]")
     return format_table(list(table.values()), ["method", *metrics], digits=digits)
@@ -193,12 +198,11 @@ def interval_markdown(rows: Sequence[Mapping], *, metrics: Sequence[str] | None 
     number for every metric, or per metric (default 3 for a metric it does not name).
     """
     metrics = list(metrics or dict.fromkeys(r["metric"] for r in rows))
-    labels = {r["method"] + (f" - {r['baseline']}" if "baseline" in r else ""): r["method"] for r in rows}
+    labels = {_row_label(r): r["method"] for r in rows}
     order = [lab for lab in labels if methods is None or labels[lab] in methods]
     if methods is not None:
         order.sort(key=lambda lab: list(methods).index(labels[lab]))
-    cells = {(lab, r["metric"]): r for r in rows
-             for lab in [r["method"] + (f" - {r['baseline']}" if "baseline" in r else "")]}
+    cells = {(_row_label(r), r["metric"]): r for r in rows}
 
     def cell(lab: str, metric: str) -> str:
         r = cells.get((lab, metric))
